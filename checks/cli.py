@@ -1,7 +1,8 @@
 """The ``workbook`` command: one entry point, one subcommand per job.
 
 Each subcommand lives in its own module under ``checks.commands`` and adds itself with
-``register(subparsers)``; add a module's name to ``SUBCOMMANDS`` to make it appear.
+``register(subparsers)``; the modules named in ``SUBCOMMANDS``
+that exist are registered.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ import importlib
 import sys
 
 SUBCOMMANDS = [
-    "checks.commands.demo",
+    "checks.commands.demo",  # workbook demo
+    "checks.commands.check",  # workbook check
+    "checks.commands.progress",  # workbook status / hint / solution / reset
+    "checks.commands.train",  # workbook train / translate
+    "checks.commands.course",  # workbook course
 ]
 
 
@@ -23,7 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        importlib.import_module(name).register(subparsers)
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name != name:  # a real missing dependency inside the module: say so
+                raise
+            continue  # that command is not built yet
+        module.register(subparsers)
     return parser
 
 
