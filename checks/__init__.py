@@ -1,5 +1,13 @@
 """The workbook's grader and command line.
 
-The checker (``check``, coming with the checker issue) grades a learner's object against the
-reference in ``solutions``; ``checks.cli`` is the ``workbook`` command.
+``check(obj)`` grades a learner's class or function against the reference in ``solutions`` with
+hidden tests, and says what is wrong and where to look (``checks.core``, ``checks.specs``,
+``checks.diagnoses``); ``checks.cli`` is the ``workbook`` command.
+
+    >>> from checks import check
+    >>> check(MultiHeadAttention)          # or check("MultiHeadAttention") in a notebook
 """
+
+from .core import CheckResult, check
+
+__all__ = ["check", "CheckResult"]

@@ -1,0 +1,22 @@
+"""The hidden tests, one module per chapter; ``SPECS`` maps each exercise name to its spec.
+
+``REFERENCES`` maps every exercise name to the reference object; the checker swaps these in for the
+learner's own versions of OTHER exercises while grading one (isolation, see ``checks.core``).
+"""
+
+from __future__ import annotations
+
+from ..core import Spec
+from . import (ch00_introduction, ch01_embeddings, ch02_positional_encoding, ch03_attention,
+               ch04_multi_head_attention, ch05_feed_forward, ch06_layer_norm)
+
+_MODULES = [ch00_introduction, ch01_embeddings, ch02_positional_encoding, ch03_attention,
+            ch04_multi_head_attention, ch05_feed_forward, ch06_layer_norm]
+
+SPECS: dict[str, Spec] = {}
+for _module in _MODULES:
+    for _value in vars(_module).values():
+        if isinstance(_value, Spec):
+            SPECS[_value.exercise] = _value
+
+REFERENCES: dict[str, object] = {name: spec.reference for name, spec in SPECS.items()}

@@ -1,0 +1,169 @@
+"""Chapter 02: ``PositionalEncoding`` (section 3.5): a fixed table of sines and cosines, added to x."""
+
+from __future__ import annotations
+
+import torch
+
+import solutions
+
+from ..core import Ctx, Fail, Spec, learner_call
+from .common import (D_MODEL, MAX_LEN, compare, expect_forward_signature, expect_init_signature, expect_module,
+                     expect_shape, expect_unchanged, require_device, require_float64, snapshot)
+
+SPEC = Spec("PositionalEncoding", solutions.PositionalEncoding)
+
+
+def sinusoid_table(d: int, n: int, *, exponent=lambda k, d: 2 * k / d, multiply: bool = False,
+                   swap: bool = False, interleave: bool = True, per_feature: bool = False) -> torch.Tensor:
+    """The table of section 3.5 and its classic variants, shape [1, n, d] (float64)."""
+    pos = torch.arange(n, dtype=torch.float64)[:, None]
+    if per_feature:  # exponent j/d with j the feature index itself (even j for sin, odd j for cos)
+        j = torch.arange(d, dtype=torch.float64)
+        freq = 10000.0 ** (j / d)
+        s, c = torch.sin(pos / freq[0::2]), torch.cos(pos / freq[1::2])
+    else:
+        k = torch.arange(d // 2, dtype=torch.float64)[None]
+        freq = 10000.0 ** exponent(k, d)
+        angle = pos * freq if multiply else pos / freq
+        s, c = torch.sin(angle), torch.cos(angle)
+    if swap:
+        s, c = c, s
+    if interleave:
+        pe = torch.zeros(n, d, dtype=torch.float64)
+        pe[:, 0::2], pe[:, 1::2] = s, c
+    else:
+        pe = torch.cat([s, c], dim=-1)
+    return pe.unsqueeze(0)
+
+
+def table_hypotheses(d: int, n: int) -> dict:
+    return {
+        "pe_sin_cos_swapped": sinusoid_table(d, n, swap=True),
+        "pe_wrong_frequencies#i/d": sinusoid_table(d, n, exponent=lambda k, d: k / d),
+        "pe_wrong_frequencies#4i/d": sinusoid_table(d, n, exponent=lambda k, d: 4 * k / d),
+        "pe_wrong_frequencies#multiply": sinusoid_table(d, n, multiply=True),
+        "pe_wrong_frequencies#j/d": sinusoid_table(d, n, per_feature=True),
+        "pe_wrong_frequencies#negative": sinusoid_table(d, n, exponent=lambda k, d: -2 * k / d),
+        "pe_wrong_layout": sinusoid_table(d, n, interleave=False),
+        "pe_wrong_layout#swapped": sinusoid_table(d, n, interleave=False, swap=True),
+    }
+
+
+def _fresh(ctx: Ctx, d: int = D_MODEL, n: int = MAX_LEN):
+    module = expect_module(ctx.new(d, n), "PositionalEncoding")
+    learner_call(module.eval, what="PositionalEncoding.eval()")
+    return module
+
+
+def _run(module, x: torch.Tensor, what: str = "PositionalEncoding"):
+    return learner_call(module, x, what=f"{what} on x of shape {list(x.shape)}")
+
+
+@SPEC.test("interface")
+def constructor_and_forward(ctx: Ctx) -> None:
+    expect_init_signature(ctx, "(d_model, max_seq_length=5000)", ((D_MODEL,), {}),
+                          ((D_MODEL,), {"max_seq_length": MAX_LEN}))
+    module = _fresh(ctx)
+    expect_forward_signature(module, "PositionalEncoding", "(x)", ((torch.zeros(1, 2, D_MODEL),), {}))
+
+
+@SPEC.test("interface")
+def pe_is_a_buffer_of_the_right_shape(ctx: Ctx) -> None:
+    module = _fresh(ctx)
+    pe = getattr(module, "pe", None)
+    if not isinstance(pe, torch.Tensor):
+        raise Fail("Your PositionalEncoding has no tensor attribute `pe` (the table of section 3.5).")
+    if list(pe.shape) != [1, MAX_LEN, D_MODEL]:
+        raise Fail(f"`pe` should have shape [1, max_seq_length, d_model] = [1, {MAX_LEN}, {D_MODEL}], "
+                   f"but yours has shape {list(pe.shape)}.",
+                   ["pe_wrong_axis"] if sorted(pe.shape) == sorted([1, MAX_LEN, D_MODEL]) else [])
+    buffers = dict(module.named_buffers())
+    params = dict(module.named_parameters())
+    if "pe" in params or "pe" not in buffers:
+        kind = "an nn.Parameter" if "pe" in params else "a plain attribute"
+        raise Fail(f"Your `pe` is {kind}, not a buffer.", ["pe_not_buffer"])
+    if params:
+        raise Fail("Your PositionalEncoding has trainable parameters (" + ", ".join(params) + "): the "
+                   "sinusoidal encoding of section 3.5 is fixed, nothing in it is learned.", ["pe_not_buffer"])
+
+
+@SPEC.test("shapes")
+def output_shape(ctx: Ctx) -> None:
+    module = _fresh(ctx)
+    for shape in ([2, 7, D_MODEL], [1, 1, D_MODEL], [3, MAX_LEN, D_MODEL], [5, 2, D_MODEL]):
+        try:
+            out = _run(module, torch.randn(shape))
+        except Fail as fail:
+            raise Fail(fail.message, ["pe_wrong_axis"] if "size of tensor" in fail.message else []) from None
+        expect_shape(out, shape, f"PositionalEncoding's output for x of shape {shape}")
+
+
+@SPEC.test("numbers")
+def the_table_matches_the_paper(ctx: Ctx) -> None:
+    pe = _fresh(ctx).pe.detach()
+    expected = sinusoid_table(D_MODEL, MAX_LEN)
+    try:
+        compare(pe, expected, "Your table `pe`", table_hypotheses(D_MODEL, MAX_LEN), atol=1e-4)
+    except Fail as fail:
+        ids = fail.diagnoses
+        if not ids and pe.shape == expected.shape:
+            p = pe.double()
+            if torch.allclose(p[..., 0::2] ** 2 + p[..., 1::2] ** 2, torch.ones(()).double(), atol=1e-3):
+                ids = ["pe_wrong_frequencies"]  # sine/cosine pairs, other frequencies
+        raise Fail(fail.message, ids) from None
+
+
+@SPEC.test("numbers")
+def adds_the_table_to_x(ctx: Ctx) -> None:
+    module = _fresh(ctx)
+    x = torch.randn(3, 5, D_MODEL)
+    table = sinusoid_table(D_MODEL, MAX_LEN).float()
+    hyps = {"pe_wrong_axis": x + table[0, :3].unsqueeze(1)}
+    compare(_run(module, x.clone()), x + table[:, :5], "PositionalEncoding's output (x + pe[:, :S])", hyps,
+            atol=1e-4)
+
+
+@SPEC.test("properties")
+def a_too_long_sequence_is_a_clear_error(ctx: Ctx) -> None:
+    module = _fresh(ctx, n=8)
+    x = torch.zeros(1, 9, D_MODEL)
+    try:
+        learner_call(module, x, what="PositionalEncoding")
+    except Fail as fail:
+        if "size of tensor" in fail.message or "must match the size" in fail.message:
+            raise Fail("With max_seq_length=8, a sequence of length 9 fails with a confusing torch shape "
+                       "error instead of a clear message.", ["pe_no_length_error"]) from None
+        return  # your own error: good
+    raise Fail("With max_seq_length=8, a sequence of length 9 went through without an error.",
+               ["pe_no_length_error"])
+
+
+@SPEC.test("properties")
+def no_dropout_inside(ctx: Ctx) -> None:
+    module = _fresh(ctx)
+    x = torch.randn(2, 6, D_MODEL)
+    learner_call(module.train, what="PositionalEncoding.train()")
+    a, b = _run(module, x), _run(module, x)
+    learner_call(module.eval, what="PositionalEncoding.eval()")
+    c = _run(module, x)
+    if not (torch.equal(a, c) and torch.equal(b, c)):
+        raise Fail("Your PositionalEncoding's output changes in train mode.", ["pe_dropout_inside"])
+
+
+@SPEC.test("hygiene")
+def does_not_change_x(ctx: Ctx) -> None:
+    module = _fresh(ctx)
+    x = torch.randn(2, 4, D_MODEL)
+    before = snapshot(x)
+    _run(module, x)
+    expect_unchanged(before, (x,), ["x"], "PositionalEncoding")
+
+
+@SPEC.test("hygiene")
+def works_in_float64_and_keeps_the_device(ctx: Ctx) -> None:
+    module = _fresh(ctx)
+    x = torch.randn(2, 4, D_MODEL, dtype=torch.float64)
+    out = _run(module, x)
+    require_float64(out, "PositionalEncoding's output")
+    require_device(out, x.device, "PositionalEncoding's output")
+    compare(out, x + sinusoid_table(D_MODEL, MAX_LEN)[:, :4], "PositionalEncoding's float64 output", atol=1e-4)

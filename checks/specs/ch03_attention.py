@@ -1,0 +1,160 @@
+"""Chapter 03: ``scaled_dot_product_attention`` (section 3.2.1, equation 1)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+import solutions
+
+from ..core import Ctx, Fail, Spec, learner_call
+from .common import compare, expect_signature, expect_tensor, expect_unchanged, require_device, require_float64, snapshot
+
+SPEC = Spec("scaled_dot_product_attention", solutions.scaled_dot_product_attention, kind="function")
+
+
+def attention_variant(q, k, v, mask=None, *, scale: str = "sqrt", softmax_dim: int = -1,
+                      polarity: bool = True, use_mask: bool = True, weights: str = "softmax"):
+    """Equation 1 and its classic mistakes. Returns (output, weights)."""
+    d_k = q.size(-1)
+    scores = q @ k.transpose(-2, -1)
+    if scale == "sqrt":
+        scores = scores / math.sqrt(d_k)
+    elif scale == "dk":
+        scores = scores / d_k
+    if mask is not None and use_mask:
+        blocked = mask.logical_not() if polarity else mask
+        scores = scores.masked_fill(blocked, torch.finfo(scores.dtype).min)
+    w = torch.softmax(scores, dim=softmax_dim)
+    if weights == "scores":
+        return scores @ v, scores
+    return w @ v, w
+
+
+def hypotheses(q, k, v, mask, which: int) -> dict:
+    """Predicted output (which=0) or weights (which=1) under each known mistake."""
+    variants = {
+        "attn_no_scale": dict(scale="none"),
+        "attn_scale_by_dk": dict(scale="dk"),
+        "attn_softmax_wrong_axis": dict(softmax_dim=-2),
+        "attn_softmax_wrong_axis#noscale": dict(softmax_dim=-2, scale="none"),
+        "attn_returns_scores": dict(weights="scores"),
+        "attn_returns_scores#noscale": dict(weights="scores", scale="none"),
+    }
+    if mask is not None:
+        variants = {"attn_mask_polarity": dict(polarity=False), "attn_mask_ignored": dict(use_mask=False),
+                    **variants}
+    return {name: (lambda kw=kw: attention_variant(q, k, v, mask, **kw)[which]) for name, kw in variants.items()}
+
+
+def call(fn, q, k, v, mask=None, what: str = "scaled_dot_product_attention"):
+    """Call the learner's function on copies; check it returns (output, weights) tensors."""
+    args = [q.clone(), k.clone(), v.clone()] + ([mask.clone()] if mask is not None else [])
+    shown = f"{what}(query {list(q.shape)}, key {list(k.shape)}, value {list(v.shape)}" + (
+        f", mask {list(mask.shape)})" if mask is not None else ")")
+    result = learner_call(fn, *args, what=shown)
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise Fail(f"{shown} should return two tensors, (output, weights), but returned "
+                   f"{type(result).__name__}" + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "")
+                   + ".", ["returns_wrong_type"])
+    out, weights = result
+    return expect_tensor(out, "the output"), expect_tensor(weights, "the weights")
+
+
+def _qkv(*lead: int, s_q: int = 4, s_k: int = 6, d_k: int = 16, d_v: int = 8, dtype=torch.float32):
+    return (torch.randn(*lead, s_q, d_k, dtype=dtype), torch.randn(*lead, s_k, d_k, dtype=dtype),
+            torch.randn(*lead, s_k, d_v, dtype=dtype))
+
+
+def check_against_reference(fn, q, k, v, mask=None) -> None:
+    out, weights = call(fn, q, k, v, mask)
+    ref_out, ref_w = attention_variant(q, k, v, mask)
+    valid = None
+    if mask is not None:
+        valid = mask.expand(*ref_w.shape).any(-1, keepdim=True)  # rows with at least one visible key
+    compare(weights, ref_w, "The attention weights", hypotheses(q, k, v, mask, 1),
+            valid=None if valid is None else valid.expand(*ref_w.shape))
+    compare(out, ref_out, "The attention output", hypotheses(q, k, v, mask, 0),
+            valid=None if valid is None else valid.expand(*ref_out.shape), atol=1e-5)
+
+
+@SPEC.test("interface")
+def signature_and_return_value(ctx: Ctx) -> None:
+    q, k, v = _qkv(2)
+    expect_signature(ctx.obj, "scaled_dot_product_attention", ((q, k, v), {}), ((q, k, v, None), {}),
+                     ((q, k, v), {"mask": None}), shown="(query, key, value, mask=None)")
+    call(ctx.obj, q, k, v)
+
+
+@SPEC.test("shapes")
+def output_and_weight_shapes(ctx: Ctx) -> None:
+    for lead, s_q, s_k, d_k, d_v in (((2,), 4, 6, 16, 8), ((2, 3), 5, 5, 8, 8), ((1,), 1, 3, 4, 4)):
+        q, k, v = _qkv(*lead, s_q=s_q, s_k=s_k, d_k=d_k, d_v=d_v)
+        out, weights = call(ctx.obj, q, k, v)
+        for tensor, shape, name in ((out, [*lead, s_q, d_v], "output"), (weights, [*lead, s_q, s_k], "weights")):
+            if list(tensor.shape) != shape:
+                raise Fail(f"For query {list(q.shape)}, key {list(k.shape)} and value {list(v.shape)} the "
+                           f"{name} should have shape {shape}, but yours has shape {list(tensor.shape)}.")
+
+
+@SPEC.test("numbers")
+def matches_equation_1(ctx: Ctx) -> None:
+    q, k, v = _qkv(2, d_k=16)
+    check_against_reference(ctx.obj, q, k, v)
+
+
+@SPEC.test("numbers")
+def mask_blocks_the_right_keys(ctx: Ctx) -> None:
+    q, k, v = _qkv(2, s_q=4, s_k=6)
+    mask = torch.rand(2, 4, 6) > 0.4
+    mask[..., 0], mask[..., 1] = True, False  # every row sees some keys and misses some
+    check_against_reference(ctx.obj, q, k, v, mask)
+
+
+@SPEC.test("numbers")
+def padding_mask_broadcasts_over_heads(ctx: Ctx) -> None:
+    q, k, v = _qkv(2, 2, s_q=3, s_k=5)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)[:, None, None, :]
+    check_against_reference(ctx.obj, q, k, v, mask)
+
+
+@SPEC.test("properties")
+def weights_sum_to_one_and_masked_keys_get_zero(ctx: Ctx) -> None:
+    q, k, v = _qkv(3, s_q=4, s_k=5)
+    mask = torch.ones(3, 4, 5, dtype=torch.bool)
+    mask[0, :, 3:] = False
+    mask[1, 2, :] = False  # a fully masked row: not graded (any value is accepted there)
+    _, weights = call(ctx.obj, q, k, v, mask)
+    graded = mask.any(-1)
+    sums = weights.detach().double().sum(-1)[graded]
+    if not torch.allclose(sums, torch.ones_like(sums), atol=1e-5):
+        raise Fail("Each query's attention weights should sum to 1 over the keys; yours sum to values "
+                   f"between {sums.min().item():.4g} and {sums.max().item():.4g}.",
+                   ["attn_softmax_wrong_axis"])
+    leaked = weights.detach()[graded.unsqueeze(-1).expand_as(mask) & ~mask]
+    if leaked.abs().max() > 1e-6:
+        raise Fail("Masked keys (mask False) should get zero attention weight; yours get up to "
+                   f"{leaked.abs().max().item():.3g}.", ["attn_mask_polarity"])
+
+
+@SPEC.test("hygiene")
+def does_not_change_its_inputs(ctx: Ctx) -> None:
+    q, k, v = _qkv(2)
+    mask = torch.rand(2, 4, 6) > 0.3
+    mask[..., 0] = True
+    before = snapshot(q, k, v, mask)
+    learner_call(ctx.obj, q, k, v, mask, what="scaled_dot_product_attention")
+    expect_unchanged(before, (q, k, v, mask), ["query", "key", "value", "mask"], "scaled_dot_product_attention")
+
+
+@SPEC.test("hygiene")
+def works_in_float64_and_keeps_the_device(ctx: Ctx) -> None:
+    q, k, v = _qkv(2, dtype=torch.float64)
+    mask = torch.ones(2, 1, 6, dtype=torch.bool)
+    mask[0, :, 4:] = False
+    out, weights = call(ctx.obj, q, k, v, mask)
+    require_float64(out, "The attention output")
+    require_float64(weights, "The attention weights")
+    require_device(out, q.device, "The attention output")
+    check_against_reference(ctx.obj, q, k, v, mask)

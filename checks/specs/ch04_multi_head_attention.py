@@ -1,0 +1,195 @@
+"""Chapter 04: ``MultiHeadAttention`` (section 3.2.2, equation 3)."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+import solutions
+
+from ..core import Ctx, Fail, Spec, learner_call
+from .common import (D_MODEL, HEADS, compare, expect_forward_signature, expect_init_signature, expect_shape,
+                     expect_unchanged, grads_match, make_pair, require_device, require_float64, snapshot)
+
+SPEC = Spec("MultiHeadAttention", solutions.MultiHeadAttention)
+
+
+def mha_variant(ref, query, key, value, mask=None, *, proj=("q", "k", "v"), split: str = "right",
+                merge: str = "right", out_proj: bool = True) -> torch.Tensor:
+    """Equation 3 computed with the reference's weights, and its classic mistakes."""
+    h, d = ref.num_heads, ref.d_model
+    d_k = d // h
+    layers = {"q": ref.W_q, "k": ref.W_k, "v": ref.W_v}
+    q, k, v = (layers[p](x) for p, x in zip(proj, (query, key, value)))
+
+    def heads(x):
+        b, n, _ = x.shape
+        if split == "right":
+            return x.view(b, n, h, d_k).transpose(1, 2)
+        if split == "no_transpose":
+            return x.view(b, n, h, d_k)
+        return x.view(b, h, n, d_k)  # "direct"
+
+    out, _ = solutions.scaled_dot_product_attention(heads(q), heads(k), heads(v), mask)
+    b, n = query.shape[:2]
+    if split == "no_transpose" or merge == "reshape":
+        out = out.reshape(b, n, d)
+    else:
+        out = out.transpose(1, 2).reshape(b, n, d)
+    return ref.W_o(out) if out_proj else out
+
+
+def hypotheses(ref, q, k, v, mask=None) -> dict:
+    variants = {
+        "mha_no_output_projection": dict(out_proj=False),
+        "mha_heads_not_transposed": dict(split="no_transpose"),
+        "mha_heads_not_transposed#direct": dict(split="direct"),
+        "mha_heads_not_transposed#direct-reshape": dict(split="direct", merge="reshape"),
+        "mha_concat_wrong": dict(merge="reshape"),
+    }
+    for i, proj in enumerate(itertools.product("qkv", repeat=3)):
+        if proj != ("q", "k", "v"):
+            variants[f"mha_projection_mixup#{i}"] = dict(proj=proj)
+    return {name: (lambda kw=kw: mha_variant(ref, q, k, v, mask, **kw).detach()) for name, kw in variants.items()}
+
+
+def _pair(ctx: Ctx):
+    return make_pair(ctx, D_MODEL, HEADS, diagnose=_diagnose_keys)
+
+
+def _diagnose_keys(missing, unexpected, wrong) -> list[str]:
+    return ["mha_no_output_projection"] if any(k.startswith("W_o") for k in missing) else []
+
+
+def _run(module, q, k, v, mask=None, name: str = "MultiHeadAttention"):
+    args = [q, k, v] + ([mask] if mask is not None else [])
+    shown = f"{name}(query {list(q.shape)}, key {list(k.shape)}, value {list(v.shape)}" + (
+        f", mask {list(mask.shape)})" if mask is not None else ")")
+    return learner_call(module, *args, what=shown)
+
+
+def padding_mask(lengths: list[int], total: int) -> torch.Tensor:
+    """bool [B, 1, 1, total]: True for the first ``length`` keys of each row."""
+    return (torch.arange(total)[None, :] < torch.tensor(lengths)[:, None])[:, None, None, :]
+
+
+@SPEC.test("interface")
+def constructor_and_parameters(ctx: Ctx) -> None:
+    expect_init_signature(ctx, "(d_model, num_heads)", ((D_MODEL, HEADS), {}))
+    mine, _ = _pair(ctx)
+    x = torch.zeros(1, 2, D_MODEL)
+    expect_forward_signature(mine, "MultiHeadAttention", "(query, key, value, mask=None)",
+                             ((x, x, x), {}), ((x, x, x, None), {}))
+
+
+@SPEC.test("shapes")
+def self_attention_shapes(ctx: Ctx) -> None:
+    mine, _ = _pair(ctx)
+    for b, s in ((2, 5), (1, 1), (3, 4)):
+        x = torch.randn(b, s, D_MODEL)
+        expect_shape(_run(mine, x, x, x), [b, s, D_MODEL], f"The output for x of shape [{b}, {s}, {D_MODEL}]")
+
+
+@SPEC.test("shapes")
+def cross_attention_shapes(ctx: Ctx) -> None:
+    mine, _ = _pair(ctx)
+    for s_q, s_k in ((3, 7), (6, 2)):
+        q, kv = torch.randn(2, s_q, D_MODEL), torch.randn(2, s_k, D_MODEL)
+        try:
+            out = _run(mine, q, kv, kv, padding_mask([s_k, s_k - 1], s_k))
+            expect_shape(out, [2, s_q, D_MODEL], f"The output for query length {s_q} and key length {s_k}")
+        except Fail as fail:
+            raise Fail(fail.message + "\n(Self-attention shapes were fine, so the difference is the key "
+                       "length.)", fail.diagnoses or ["mha_kv_reshaped_with_query_length"]) from None
+
+
+@SPEC.test("numbers")
+def self_attention_matches_the_reference(ctx: Ctx) -> None:
+    mine, ref = _pair(ctx)
+    x = torch.randn(2, 5, D_MODEL)
+    compare(_run(mine, x, x, x), ref(x, x, x), "Your self-attention output", hypotheses(ref, x, x, x))
+
+
+@SPEC.test("numbers")
+def cross_attention_with_padding_matches(ctx: Ctx) -> None:
+    mine, ref = _pair(ctx)
+    q, kv = torch.randn(2, 3, D_MODEL), torch.randn(2, 6, D_MODEL)
+    mask = padding_mask([4, 6], 6)
+    compare(_run(mine, q, kv, kv, mask), ref(q, kv, kv, mask), "Your cross-attention output (with a padding mask)",
+            hypotheses(ref, q, kv, kv, mask))
+
+
+@SPEC.test("numbers")
+def future_mask_matches(ctx: Ctx) -> None:
+    mine, ref = _pair(ctx)
+    x = torch.randn(2, 5, D_MODEL)
+    mask = solutions.create_future_mask(5)
+    compare(_run(mine, x, x, x, mask), ref(x, x, x, mask), "Your output with a future mask",
+            hypotheses(ref, x, x, x, mask))
+
+
+@SPEC.test("numbers")
+def attention_weights_are_stored(ctx: Ctx) -> None:
+    mine, ref = _pair(ctx)
+    q, kv = torch.randn(2, 3, D_MODEL), torch.randn(2, 6, D_MODEL)
+    mask = padding_mask([4, 6], 6)
+    _run(mine, q, kv, kv, mask)
+    ref(q, kv, kv, mask)
+    weights = getattr(mine, "attention_weights", None)
+    if not isinstance(weights, torch.Tensor):
+        raise Fail("After forward, `attention_weights` should hold the weights of that call "
+                   f"(yours is {type(weights).__name__}).", ["mha_weights_not_stored"])
+    compare(weights, ref.attention_weights, "Your `attention_weights` after a forward with query length 3 "
+            "and key length 6", {"mha_weights_not_stored": lambda: torch.zeros(1)})
+
+
+@SPEC.test("properties")
+def gradients_reach_every_projection(ctx: Ctx) -> None:
+    mine, ref = _pair(ctx)
+    q, kv = torch.randn(2, 3, D_MODEL), torch.randn(2, 4, D_MODEL)
+    mask = padding_mask([3, 4], 4)
+    grads_match(mine, ref, lambda m: m(q, kv, kv, mask), "MultiHeadAttention")
+
+
+@SPEC.test("properties")
+def refuses_heads_that_do_not_divide_d_model(ctx: Ctx) -> None:
+    try:
+        learner_call(ctx.obj, D_MODEL, 3, what=f"MultiHeadAttention({D_MODEL}, 3)")
+    except Fail:
+        return  # an error: good
+    raise Fail(f"MultiHeadAttention({D_MODEL}, 3) was built without an error, but 3 heads cannot share "
+               f"{D_MODEL} features equally.", ["mha_no_divisibility_error"])
+
+
+@SPEC.test("properties")
+def no_dropout_inside(ctx: Ctx) -> None:
+    mine, _ = _pair(ctx)
+    x = torch.randn(2, 5, D_MODEL)
+    expected = _run(mine, x, x, x).detach()
+    learner_call(mine.train, what="MultiHeadAttention.train()")
+    if not torch.allclose(_run(mine, x, x, x).detach(), expected):
+        raise Fail("Your MultiHeadAttention's output changes in train mode.", ["mha_dropout_inside"])
+
+
+@SPEC.test("hygiene")
+def does_not_change_its_inputs(ctx: Ctx) -> None:
+    mine, _ = _pair(ctx)
+    q, kv = torch.randn(2, 3, D_MODEL), torch.randn(2, 6, D_MODEL)
+    mask = padding_mask([4, 6], 6)
+    before = snapshot(q, kv, mask)
+    _run(mine, q, kv, kv, mask)
+    expect_unchanged(before, (q, kv, mask), ["query", "key/value", "mask"], "MultiHeadAttention")
+
+
+@SPEC.test("hygiene")
+def works_in_float64_and_keeps_the_device(ctx: Ctx) -> None:
+    mine, ref = _pair(ctx)
+    learner_call(mine.double, what="MultiHeadAttention.double()")
+    ref.double()
+    q, kv = torch.randn(2, 3, D_MODEL, dtype=torch.float64), torch.randn(2, 6, D_MODEL, dtype=torch.float64)
+    mask = padding_mask([4, 6], 6)
+    out = _run(mine, q, kv, kv, mask)
+    require_float64(out, "MultiHeadAttention's output")
+    require_device(out, q.device, "MultiHeadAttention's output")
+    compare(out, ref(q, kv, kv, mask), "MultiHeadAttention's float64 output")

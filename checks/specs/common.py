@@ -1,0 +1,321 @@
+"""Helpers the specs share: tiny sizes, reference/learner pairs with the same weights, comparisons
+that name known mistakes, and input-hygiene checks.
+
+Every comparison works on numbers only: a learner's output is compared to the reference's, and on a
+mismatch to the reference computed under each known mistake ("hypotheses"); the one it matches is the
+diagnosis. Nothing here reads the learner's source text.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+import torch.nn as nn
+
+from ..core import Ctx, Fail, Skip, learner_call
+
+# Tiny sizes keep every check well under half a second on a laptop CPU.
+D_MODEL = 16
+HEADS = 2
+D_FF = 32
+VOCAB = 11
+LAYERS = 2
+MAX_LEN = 40
+SEED = 1234
+
+Hypotheses = Mapping[str, Any]  # diagnosis id -> expected tensor (or a callable producing one)
+
+
+def shape_str(x: Any) -> str:
+    if isinstance(x, torch.Tensor):
+        return "[" + ", ".join(str(s) for s in x.shape) + "]"
+    return type(x).__name__
+
+
+def seed(value: int = SEED) -> None:
+    torch.manual_seed(value)
+
+
+# --------------------------------------------------------------------------------------------------
+# Interfaces
+# --------------------------------------------------------------------------------------------------
+def expect_signature(fn: Any, what: str, *calls: tuple[tuple, dict], shown: str) -> None:
+    """Fail unless ``fn`` accepts each ``(args, kwargs)`` call (checked with inspect, nothing runs)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # builtins and C functions: nothing to inspect
+    for args, kwargs in calls:
+        try:
+            sig.bind(*args, **kwargs)
+        except TypeError as error:
+            raise Fail(f"{what} should be callable as {shown}, but yours is {what}{sig}: {error}.",
+                       ["wrong_signature"]) from None
+
+
+def expect_init_signature(ctx: Ctx, shown: str, *calls: tuple[tuple, dict]) -> None:
+    init = ctx.obj.__init__
+    try:
+        sig = inspect.signature(init)
+    except (TypeError, ValueError):
+        return
+    for args, kwargs in calls:
+        try:
+            sig.bind(None, *args, **kwargs)
+        except TypeError as error:
+            params = str(sig).replace("(self, ", "(").replace("(self)", "()")
+            raise Fail(f"{ctx.exercise} should be built as {ctx.exercise}{shown}, but your __init__ "
+                       f"takes {params}: {error}.", ["wrong_signature"]) from None
+
+
+def expect_forward_signature(module: nn.Module, name: str, shown: str, *calls: tuple[tuple, dict]) -> None:
+    fwd = getattr(type(module), "forward", None)
+    if fwd is None or fwd is nn.Module.forward:
+        raise Fail(f"Your {name} has no forward method: define `def forward{shown}` inside the class "
+                   "(check the indentation).", ["wrong_signature"])
+    try:
+        sig = inspect.signature(fwd)
+    except (TypeError, ValueError):
+        return
+    for args, kwargs in calls:
+        try:
+            sig.bind(None, *args, **kwargs)
+        except TypeError as error:
+            params = str(sig).replace("(self, ", "(").replace("(self)", "()")
+            raise Fail(f"{name}.forward should accept {shown}, but yours takes {params}: {error}.",
+                       ["wrong_signature"]) from None
+
+
+def expect_module(obj: Any, name: str) -> nn.Module:
+    if not isinstance(obj, nn.Module):
+        raise Fail(f"{name} should be an nn.Module subclass (class {name}(nn.Module): ...) and call "
+                   "super().__init__() first.", ["returns_wrong_type"])
+    return obj
+
+
+def _ignorable(key: str) -> bool:
+    """The positional-encoding table may be a persistent buffer or not: both are fine."""
+    return key == "pe" or key.endswith(".pe")
+
+
+def state_dict_problems(mine: nn.Module, ref: nn.Module) -> tuple[list[str], list[str], list[str]]:
+    """(missing, unexpected, wrongly shaped) entries of the learner's state_dict against the reference's."""
+    lsd = learner_call(mine.state_dict, what="state_dict()")
+    rsd = ref.state_dict()
+    missing = [k for k in rsd if k not in lsd and not _ignorable(k)]
+    unexpected = [k for k in lsd if k not in rsd and not _ignorable(k)]
+    wrong = [
+        f"{k}: yours {list(lsd[k].shape)}, expected {list(rsd[k].shape)}"
+        for k in rsd
+        if k in lsd and not _ignorable(k) and isinstance(lsd[k], torch.Tensor) and lsd[k].shape != rsd[k].shape
+    ]
+    return missing, unexpected, wrong
+
+
+def load_reference_weights(mine: nn.Module, ref: nn.Module, name: str,
+                           diagnose: Callable[[list[str], list[str], list[str]], list[str]] | None = None) -> None:
+    """Copy the reference's weights into the learner's module by state_dict key (never partially)."""
+    missing, unexpected, wrong = state_dict_problems(mine, ref)
+    if missing or unexpected or wrong:
+        lines = [f"Your {name}'s parameters do not match the ones the paper's model has "
+                 "(names and shapes are fixed so that weights can be loaded):"]
+        if missing:
+            lines.append("  missing: " + ", ".join(missing))
+        if unexpected:
+            lines.append("  unexpected: " + ", ".join(unexpected))
+        if wrong:
+            lines.append("  wrong shape: " + "; ".join(wrong))
+        raise Fail("\n".join(lines), diagnose(missing, unexpected, wrong) if diagnose else [])
+    rsd = {k: v for k, v in ref.state_dict().items() if not _ignorable(k)}
+    with torch.no_grad():
+        learner_call(mine.load_state_dict, rsd, strict=False, what=f"{name}.load_state_dict")
+
+
+def randomise(module: nn.Module, scale: float = 0.5) -> nn.Module:
+    """Give every 1-D parameter (norm weights, biases) random values, so ones/zeros hide nothing."""
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if param.dim() == 1:
+                if name.endswith("weight"):
+                    param.copy_(1.0 + scale * torch.randn_like(param))
+                else:
+                    param.copy_(scale * torch.randn_like(param))
+    return module
+
+
+def make_pair(ctx: Ctx, *args: Any, name: str | None = None, diagnose=None, **kwargs: Any
+              ) -> tuple[nn.Module, nn.Module]:
+    """(learner instance, reference instance) with the reference's random weights in both, eval mode."""
+    name = name or ctx.exercise
+    seed()
+    ref = randomise(ctx.reference(*args, **kwargs)).eval()
+    mine = expect_module(ctx.new(*args, **kwargs), name)
+    load_reference_weights(mine, ref, name, diagnose)
+    learner_call(mine.eval, what=f"{name}.eval()")
+    return mine, ref
+
+
+# --------------------------------------------------------------------------------------------------
+# Outputs and comparisons
+# --------------------------------------------------------------------------------------------------
+def expect_tensor(out: Any, what: str) -> torch.Tensor:
+    if not isinstance(out, torch.Tensor):
+        hint = " (a tuple: did you return more than one thing?)" if isinstance(out, tuple) else ""
+        raise Fail(f"{what} should return a torch.Tensor, but returned {type(out).__name__}{hint}.",
+                   ["returns_wrong_type"])
+    return out
+
+
+def expect_shape(out: Any, shape: Iterable[int], what: str, diagnoses: list[str] | None = None) -> torch.Tensor:
+    out = expect_tensor(out, what)
+    shape = list(shape)
+    if list(out.shape) != shape:
+        raise Fail(f"{what} should have shape {shape}, but yours has shape {list(out.shape)}.",
+                   diagnoses or [])
+    return out
+
+
+def expect_finite(out: torch.Tensor, what: str, where: torch.Tensor | None = None) -> None:
+    values = out if where is None else out[where]
+    if out.is_floating_point() and not torch.isfinite(values).all():
+        bad = "NaN" if torch.isnan(values).any() else "inf"
+        raise Fail(f"{what} contains {bad} values.", ["nan_or_inf"])
+
+
+def max_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return (actual.detach().double() - expected.detach().double()).abs().max().item()
+
+
+def is_close(actual: Any, expected: torch.Tensor, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
+    if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape:
+        return False
+    a, e = actual.detach().double(), expected.detach().double()
+    if not torch.isfinite(a).all():
+        return bool(torch.equal(torch.isnan(a), torch.isnan(e)) and
+                    torch.allclose(a.nan_to_num(), e.nan_to_num(), rtol=rtol, atol=atol))
+    scale = max(e.abs().max().item(), 1.0) if e.numel() else 1.0
+    return bool(torch.allclose(a, e, rtol=rtol, atol=atol * scale))
+
+
+def which_hypothesis(actual: Any, hypotheses: Hypotheses, rtol: float = 1e-3, atol: float = 1e-4,
+                     valid: torch.Tensor | None = None) -> list[str]:
+    """The ids of the known mistakes whose predicted output ``actual`` matches (first match only).
+
+    Several hypotheses may share an id: ``"embedding_wrong_scale#d"`` counts as ``embedding_wrong_scale``.
+    ``valid`` (bool) restricts the comparison to the graded entries.
+    """
+    for diag, expected in hypotheses.items():
+        try:
+            value = expected() if callable(expected) else expected
+        except Exception:  # noqa: BLE001 - a hypothesis that cannot be computed simply does not match
+            continue
+        if not isinstance(value, torch.Tensor) or not isinstance(actual, torch.Tensor):
+            continue
+        a, v = actual.detach(), value.detach()
+        if valid is not None and a.shape == v.shape:
+            try:
+                mask = valid.expand_as(v)
+            except RuntimeError:
+                continue
+            a, v = a[mask], v[mask]
+        if is_close(a, v, rtol=rtol, atol=atol):
+            return [diag.split("#")[0]]
+    return []
+
+
+def compare(actual: Any, expected: torch.Tensor, what: str, hypotheses: Hypotheses | None = None,
+            rtol: float = 1e-4, atol: float = 1e-5, valid: torch.Tensor | None = None) -> None:
+    """Fail unless ``actual`` matches ``expected``; name the known mistake it matches, if any.
+
+    ``valid`` (bool, broadcastable) selects the entries that are graded (e.g. rows not fully masked).
+    """
+    actual = expect_tensor(actual, what)
+    if list(actual.shape) != list(expected.shape):
+        raise Fail(f"{what} should have shape {list(expected.shape)}, but yours has shape {list(actual.shape)}.",
+                   which_hypothesis(actual, hypotheses or {}))
+    a, e = actual.detach(), expected.detach()
+    hyps = lambda: which_hypothesis(actual, hypotheses or {}, valid=valid)  # noqa: E731
+    if valid is not None:
+        mask = valid.expand_as(e)
+        a, e = a[mask], e[mask]
+    if is_close(a, e, rtol, atol) and torch.isfinite(a.double()).all() == torch.isfinite(e.double()).all():
+        return
+    if not torch.isfinite(a.double()).all() and torch.isfinite(e.double()).all():
+        raise Fail(f"{what} contains NaN or inf values where the expected output has none.",
+                   hyps() or ["nan_or_inf"])
+    diff = (a.double() - e.double()).abs()
+    flat = int(diff.flatten().argmax())
+    got, want = a.flatten()[flat].item(), e.flatten()[flat].item()
+    message = (f"{what}: wrong values (largest difference {diff.max().item():.3g}: "
+               f"yours {got:.4g} where {want:.4g} is expected).")
+    raise Fail(message, hyps())
+
+
+# --------------------------------------------------------------------------------------------------
+# Hygiene
+# --------------------------------------------------------------------------------------------------
+def snapshot(*tensors: Any) -> list[Any]:
+    return [t.detach().clone() if isinstance(t, torch.Tensor) else copy.deepcopy(t) for t in tensors]
+
+
+def expect_unchanged(before: list[Any], after: tuple[Any, ...], names: list[str], what: str) -> None:
+    for b, a, n in zip(before, after, names):
+        if isinstance(a, torch.Tensor) and not (b.shape == a.shape and torch.equal(b, a.detach())):
+            raise Fail(f"{what} changed its input `{n}` in place. Inputs belong to the caller: compute "
+                       "new tensors instead of writing into the ones you were given "
+                       "(operations ending in `_`, `x[...] = ...`, `+=`).", ["inplace_input_modification"])
+
+
+def grads_match(mine: nn.Module, ref: nn.Module, run: Callable[[nn.Module], torch.Tensor], name: str,
+                skip: Callable[[str], bool] = lambda k: False) -> None:
+    """Backpropagate the same loss through both; every parameter gets the reference's gradient."""
+    out_ref = run(ref)
+    weights = torch.randn(out_ref.shape, generator=torch.Generator().manual_seed(7))
+    (out_ref * weights).sum().backward()
+    out = expect_tensor(learner_call(run, mine, what=f"your {name}"), f"your {name}'s output")
+    if not out.requires_grad:
+        raise Fail(f"Your {name}'s output does not require a gradient: something detaches it from the "
+                   "graph (.detach(), .item(), torch.no_grad(), .data, or building a new tensor from "
+                   "numbers).", ["no_gradient"])
+    learner_call((out * weights.to(out.dtype)).sum().backward, what=f"backward through your {name}")
+    ref_params = dict(ref.named_parameters())
+    for key, param in mine.named_parameters():
+        if skip(key) or key not in ref_params or ref_params[key].grad is None:
+            continue
+        if param.grad is None or not param.grad.abs().sum() > 0:
+            raise Fail(f"No gradient reaches your {name}'s parameter `{key}`: it is never used in "
+                       "forward (or its result is thrown away).", ["unused_parameter"])
+        if not is_close(param.grad, ref_params[key].grad, rtol=1e-3, atol=1e-4):
+            raise Fail(f"The gradient of your {name}'s parameter `{key}` differs from the reference's: "
+                       "the forward pass computes something slightly different.", ["wrong_gradient"])
+
+
+def dropout_free(module: nn.Module) -> nn.Module:
+    """A deep copy with every Dropout set to p=0 (for comparing train-mode code paths)."""
+    clone = copy.deepcopy(module)
+    for sub in clone.modules():
+        if isinstance(sub, nn.Dropout):
+            sub.p = 0.0
+    return clone
+
+
+def require_float64(out: Any, what: str) -> None:
+    out = expect_tensor(out, what)
+    if out.dtype != torch.float64:
+        raise Fail(f"{what} on float64 input came back as {out.dtype}: keep the input's dtype (for "
+                   "example build new tensors with `dtype=x.dtype` or `torch.zeros_like`).", ["float64_fails"])
+
+
+def require_device(out: Any, device: torch.device, what: str) -> None:
+    out = expect_tensor(out, what)
+    if out.device != device:
+        raise Fail(f"{what} is on {out.device}, but the input was on {device}: create new tensors on "
+                   "the input's device (`device=x.device`).", ["device_not_kept"])
+
+
+def skip_if(condition: bool, why: str) -> None:
+    if condition:
+        raise Skip(why)
