@@ -1,0 +1,424 @@
+"""The notebook generator: chapter sources (``checks/content/*.md``) + ``solutions`` -> notebooks.
+
+Every chapter has one source (its format is ``checks/content/FORMAT.md``). From it this module builds
+
+* the learner notebook ``chapters/<stem>.ipynb`` (stubs, no outputs; committed), and
+* the solved copy ``chapters/solved/<stem>.ipynb`` (each stub replaced by the reference, executed).
+
+Generation is deterministic (cell ids derived from the chapter and the cell's index, no timestamps,
+no outputs in the learner copy), so regenerating a clean checkout changes nothing; ``workbook build
+--check`` and ``tests/test_chapters.py`` rely on that.
+
+All cells are built by one function, :func:`build_cells`, for every variant, so further variants (an
+nbgrader source notebook) only add metadata or swap an exercise cell's code there.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from checks.chapters import CHAPTERS, EXERCISE_TO_CHAPTER, Chapter, chapter
+from checks.content import CONTENT_DIR
+
+# Where the workbook lives on GitHub: the install cell pip-installs it from here when it is missing
+# (Colab, a fresh environment) and the "Open in Colab" badges point here. THE LEAD SETS THIS.
+WORKBOOK_REPO_URL = "https://github.com/transformer-workbook/transformer-workbook"
+WORKBOOK_BRANCH = "main"
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS_DIR = REPO_ROOT / "chapters"
+
+# nbgrader's default code stub: every body the learner writes ends with it (see FORMAT.md).
+PLACEHOLDER = "# YOUR CODE HERE\nraise NotImplementedError()"
+HEADER_KEYS = ("difficulty", "importance", "time", "build")
+MARKERS = ("header", "markdown", "code", "setup", "exercise", "hint", "solution", "faq")
+DOC_LINK = re.compile(r"https://docs\.pytorch\.org/docs/stable/generated/([A-Za-z0-9_.]+)\.html")
+ROLES = ("setup", "exercise", "check", "hint", "other")
+
+
+class SourceError(ValueError):
+    """A chapter source breaks a rule of FORMAT.md; the message names the file and line."""
+
+
+@dataclass
+class Block:
+    kind: str  # one of MARKERS
+    name: str | None  # the exercise name for exercise / hint / solution blocks
+    text: str
+    line: int  # 1-based line of the marker, for error messages
+
+
+@dataclass
+class ChapterSource:
+    """One parsed chapter source."""
+
+    chapter: Chapter
+    path: Path
+    header: dict[str, str]
+    blocks: list[Block]  # the blocks that become cells, in order (header, markdown, code, setup, exercise, faq)
+    hints: dict[str, list[str]] = field(default_factory=dict)
+    solutions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def uses(self) -> list[str]:
+        return [n for n in re.split(r"[\s,]+", self.header.get("uses", "")) if n]
+
+    @property
+    def number(self) -> str:
+        return self.chapter.stem[:2]
+
+
+# --------------------------------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------------------------------
+def source_path(stem: str, content_dir: Path = CONTENT_DIR) -> Path:
+    return Path(content_dir) / f"{stem}.md"
+
+
+def available_chapters(content_dir: Path = CONTENT_DIR) -> list[Chapter]:
+    """The chapters (in order) whose source file exists."""
+    return [ch for ch in CHAPTERS if source_path(ch.stem, content_dir).exists()]
+
+
+def parse_source(path: Path, chapter_info: Chapter | None = None) -> ChapterSource:
+    """Read and validate one chapter source (rules in FORMAT.md)."""
+    path = Path(path)
+    info = chapter_info or chapter(path.stem)
+    blocks: list[Block] = []
+    current: Block | None = None
+    lines: list[str] = []
+
+    def close() -> None:
+        if current is not None:
+            current.text = "\n".join(lines).strip("\n")
+            blocks.append(current)
+
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.startswith("@@ "):
+            close()
+            parts = line[3:].split()
+            kind, name = (parts + [None])[0], (parts[1] if len(parts) > 1 else None)
+            if kind not in MARKERS:
+                raise SourceError(f"{path}:{number}: unknown marker {line!r}; markers are " + ", ".join(MARKERS))
+            if kind in ("exercise", "hint", "solution") and (name is None or len(parts) != 2):
+                raise SourceError(f"{path}:{number}: '@@ {kind}' needs exactly one exercise name")
+            if kind not in ("exercise", "hint", "solution") and len(parts) != 1:
+                raise SourceError(f"{path}:{number}: '@@ {kind}' takes no argument")
+            current, lines = Block(kind, name, "", number), []
+        elif current is not None:
+            lines.append(line)
+    close()
+    return _validate(path, info, blocks)
+
+
+def _validate(path: Path, info: Chapter, raw: list[Block]) -> ChapterSource:
+    if not raw or raw[0].kind != "header" or sum(b.kind == "header" for b in raw) != 1:
+        raise SourceError(f"{path}: the first block must be '@@ header', and there must be only one")
+    header: dict[str, str] = {}
+    for line in raw[0].text.splitlines():
+        if not line.strip():
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            raise SourceError(f"{path}:{raw[0].line}: header line {line!r} is not 'key: value'")
+        header[key.strip()] = value.strip()
+    missing = [k for k in HEADER_KEYS if not header.get(k)]
+    if missing:
+        raise SourceError(f"{path}:{raw[0].line}: header lacks {', '.join(missing)}")
+    source = ChapterSource(info, path, header, [b for b in raw if b.kind not in ("hint", "solution")])
+    for block in raw:
+        if block.kind == "hint":
+            source.hints.setdefault(block.name, []).append(block.text)
+        elif block.kind == "solution":
+            source.solutions[block.name] = block.text
+
+    exercises = [b.name for b in raw if b.kind == "exercise"]
+    if tuple(exercises) != info.exercises:
+        raise SourceError(
+            f"{path}: exercises {exercises} differ from checks/chapters.py's {list(info.exercises)} (same order)"
+        )
+    for block in raw:
+        if block.kind in ("hint", "solution") and block.name not in info.exercises:
+            raise SourceError(f"{path}:{block.line}: {block.name!r} is not an exercise of {info.stem}")
+        if block.kind == "exercise" and "raise NotImplementedError()" not in block.text:
+            raise SourceError(f"{path}:{block.line}: the stub of {block.name} lacks the placeholder {PLACEHOLDER!r}")
+    for name in info.exercises:
+        if len(source.hints.get(name, [])) < 3:
+            raise SourceError(f"{path}: {name} has {len(source.hints.get(name, []))} hints; write at least 3")
+        reference_source(name, source)  # raises when there is none
+    faqs = [b for b in raw if b.kind == "faq"]
+    if len(faqs) != 1 or len(re.findall(r"^### ", faqs[0].text, flags=re.M)) < 3:
+        raise SourceError(f"{path}: needs one '@@ faq' block with at least 3 '### ' questions")
+    position = [c.stem for c in CHAPTERS].index(info.stem)
+    for name in source.uses:
+        if name not in EXERCISE_TO_CHAPTER or [c.stem for c in CHAPTERS].index(EXERCISE_TO_CHAPTER[name]) >= position:
+            raise SourceError(f"{path}: 'uses: {name}' is not an exercise of an earlier chapter")
+    return source
+
+
+def load_source(stem_or_number: str | int, content_dir: Path = CONTENT_DIR) -> ChapterSource:
+    info = chapter(stem_or_number)
+    path = source_path(info.stem, content_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"Chapter {info.stem} has no source yet ({path}).")
+    return parse_source(path, info)
+
+
+def reference_source(name: str, source: ChapterSource | None = None) -> str:
+    """The reference code of an exercise: ``inspect.getsource(solutions.NAME)``, or the source's
+    ``@@ solution NAME`` block for an exercise that ``solutions`` does not hold."""
+    import solutions
+
+    obj = getattr(solutions, name, None)
+    if obj is not None:
+        return inspect.getsource(obj).rstrip("\n")
+    if source is None:
+        source = load_source(EXERCISE_TO_CHAPTER[name])
+    if name in source.solutions:
+        return source.solutions[name]
+    raise SourceError(f"{name} has no reference: neither solutions.{name} nor an '@@ solution {name}' block")
+
+
+def doc_links(text: str) -> list[str]:
+    """The dotted names of every PyTorch doc link in ``text`` (``torch.nn.Linear``, ...)."""
+    return DOC_LINK.findall(text)
+
+
+# --------------------------------------------------------------------------------------------------
+# Building cells
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class CellSpec:
+    """A cell before it becomes nbformat: what every variant needs to know about it."""
+
+    cell_type: str  # "markdown" or "code"
+    source: str
+    role: str = "other"  # one of ROLES
+    exercise: str | None = None
+
+
+def colab_url(stem: str) -> str:
+    path = WORKBOOK_REPO_URL.removeprefix("https://github.com/")
+    return f"https://colab.research.google.com/github/{path}/blob/{WORKBOOK_BRANCH}/chapters/{stem}.ipynb"
+
+
+def header_markdown(source: ChapterSource) -> str:
+    info, h = source.chapter, source.header
+    sections = ", ".join(info.sections)
+    return "\n".join(
+        [
+            f"# Chapter {source.number} · {info.title}",
+            "",
+            f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(info.stem)})",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| **Paper sections** | {sections} of *Attention Is All You Need* ([arXiv:1706.03762](https://arxiv.org/abs/1706.03762)) |",
+            f"| **Difficulty** | {h['difficulty']} |",
+            f"| **Importance** | {h['importance']} |",
+            f"| **Time box** | {h['time']} |",
+            f"| **You will build** | {h['build']} |",
+            "",
+            "Run the cells from top to bottom (Shift+Enter). Exercises say `raise NotImplementedError()` "
+            "where your code goes; the cell below each one checks it.",
+        ]
+    )
+
+
+INSTALL_CELL = f'''\
+# Setup 1/2: installs the workbook when it is missing (on Colab, in a fresh environment).
+# When the workbook is already installed, this cell does nothing.
+WORKBOOK_REPO_URL = "{WORKBOOK_REPO_URL}"
+try:
+    import checks.learner  # noqa: F401
+    import solutions  # noqa: F401
+except ImportError:
+    import subprocess
+    import sys
+
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "git+" + WORKBOOK_REPO_URL])
+    import importlib
+
+    importlib.invalidate_caches()'''
+
+STANDARD_SETUP = """\
+# Setup 2/2: the imports every chapter uses, and the workbook's helpers.
+import math
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from checks.learner import check, hint, mine_or_reference, solution
+
+_ = torch.manual_seed(0)  # the same random numbers every run"""
+
+
+def earlier_work_cell(source: ChapterSource) -> str:
+    names = source.uses
+    listed = ", ".join(f"{n} (chapter {EXERCISE_TO_CHAPTER[n][:2]})" for n in names)
+    lines = [
+        "# " + "=" * 94,
+        "# YOUR EARLIER WORK OR THE REFERENCE?   <- the one cell to change",
+        f"# This chapter uses: {listed}.",
+        "#   use_my_work = False (default): they come from the reference solutions, so this chapter works",
+        "#                                  on its own.",
+        "#   use_my_work = True: they come from YOUR earlier chapter notebooks (in the same folder as this",
+        "#                       one); each is used only if it passes its check, otherwise you are told",
+        "#                       and the reference is used.",
+        "# " + "=" * 94,
+        "use_my_work = False",
+        "",
+        "from checks.learner import earlier_parts",
+        "",
+        f"parts = earlier_parts({names!r}, use_my_work=use_my_work)",
+    ]
+    lines += [f'{n} = parts["{n}"]' for n in names]
+    return "\n".join(lines)
+
+
+def stuck_cell(name: str) -> str:
+    return (
+        "# Stuck? Uncomment ONE line and run this cell. Each hint() call shows the next hint;\n"
+        "# solution() shows the reference (try the hints first: both are noted in your progress).\n"
+        f"# hint({name})\n"
+        f"# solution({name})"
+    )
+
+
+def build_cells(source: ChapterSource, variant: str = "learner") -> list[CellSpec]:
+    """Every cell of a chapter notebook, for ``variant`` "learner" (stubs) or "solved" (reference)."""
+    if variant not in ("learner", "solved"):
+        raise ValueError(f"unknown variant {variant!r}")
+    cells = [
+        CellSpec("markdown", header_markdown(source)),
+        CellSpec("code", INSTALL_CELL, "setup"),
+        CellSpec("code", STANDARD_SETUP, "setup"),
+    ]
+    if source.uses:
+        cells.append(CellSpec("code", earlier_work_cell(source), "setup"))
+    for block in source.blocks[1:]:
+        if block.kind == "markdown":
+            cells.append(CellSpec("markdown", block.text))
+        elif block.kind == "code":
+            cells.append(CellSpec("code", block.text))
+        elif block.kind == "setup":
+            cells.append(CellSpec("code", block.text, "setup"))
+        elif block.kind == "exercise":
+            name = block.name
+            code = block.text if variant == "learner" else reference_source(name, source)
+            cells.append(CellSpec("code", code, "exercise", name))
+            cells.append(CellSpec("code", f"check({name})", "check", name))
+            cells.append(CellSpec("code", stuck_cell(name), "hint", name))
+        elif block.kind == "faq":
+            cells.append(CellSpec("markdown", "## FAQ\n\n" + block.text))
+    return cells
+
+
+def make_notebook(source: ChapterSource, variant: str = "learner") -> nbformat.NotebookNode:
+    """A plain nbformat v4.5 notebook (kernelspec python3), deterministic for a given source."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+        "workbook": {"chapter": source.chapter.stem, "variant": variant},
+    }
+    for index, spec in enumerate(build_cells(source, variant)):
+        meta = {"workbook": {"role": spec.role, "exercise": spec.exercise}}
+        cell_id = f"ch{source.number}-{index:03d}"
+        if spec.cell_type == "markdown":
+            cell = nbformat.v4.new_markdown_cell(spec.source, metadata=meta, id=cell_id)
+        else:
+            cell = nbformat.v4.new_code_cell(spec.source, metadata=meta, id=cell_id)
+        nb.cells.append(cell)
+    nbformat.validate(nb)
+    return nb
+
+
+def render(nb: nbformat.NotebookNode) -> str:
+    return nbformat.writes(nb) + "\n"
+
+
+def learner_notebook_text(stem_or_number: str | int, content_dir: Path = CONTENT_DIR) -> str:
+    """The pristine learner notebook of a chapter, as the exact text committed in chapters/."""
+    return render(make_notebook(load_source(stem_or_number, content_dir), "learner"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing, checking for drift, executing
+# --------------------------------------------------------------------------------------------------
+def write_learner_notebooks(out_dir: Path = CHAPTERS_DIR, stems: list[str] | None = None) -> list[Path]:
+    """(Re)write the learner notebooks; only files whose text changes are touched. Returns written paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for info in _selected(stems):
+        target = out_dir / f"{info.stem}.ipynb"
+        text = learner_notebook_text(info.stem)
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            _atomic_write(target, text)
+            written.append(target)
+    return written
+
+
+def drifted(chapters_dir: Path = CHAPTERS_DIR, stems: list[str] | None = None) -> list[str]:
+    """Learner notebooks in ``chapters_dir`` that differ from (or are missing against) their source."""
+    out = []
+    for info in _selected(stems):
+        target = Path(chapters_dir) / f"{info.stem}.ipynb"
+        if not target.exists():
+            out.append(f"{target} (missing)")
+        elif target.read_text(encoding="utf-8") != learner_notebook_text(info.stem):
+            out.append(f"{target} (differs from checks/content/{info.stem}.md)")
+    return out
+
+
+def execute(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 300) -> nbformat.NotebookNode:
+    """Run a notebook top to bottom with nbclient, with progress written to a throwaway
+    WORKBOOK_HOME (running a notebook here must not change the learner's own progress)."""
+    from nbclient import NotebookClient
+
+    old = os.environ.get("WORKBOOK_HOME")
+    with tempfile.TemporaryDirectory(prefix="workbook-home-") as home:
+        os.environ["WORKBOOK_HOME"] = home
+        try:
+            NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+        finally:
+            if old is None:
+                os.environ.pop("WORKBOOK_HOME", None)
+            else:
+                os.environ["WORKBOOK_HOME"] = old
+    return nb
+
+
+def write_solved_notebooks(out_dir: Path = CHAPTERS_DIR / "solved", stems: list[str] | None = None) -> list[Path]:
+    """Build and execute the solved copies (slow: one kernel per chapter)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for info in _selected(stems):
+        nb = execute(make_notebook(load_source(info.stem), "solved"), cwd=out_dir)
+        target = out_dir / f"{info.stem}.ipynb"
+        _atomic_write(target, render(nb))
+        written.append(target)
+    return written
+
+
+def _selected(stems: list[str] | None) -> list[Chapter]:
+    if not stems:
+        return available_chapters()
+    return [chapter(s) for s in stems]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

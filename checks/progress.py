@@ -1,0 +1,121 @@
+"""The learner's progress: a small JSON file that survives restarts.
+
+Where: ``$WORKBOOK_HOME/progress.json``, by default ``~/.transformer-workbook/progress.json``.
+What: for each exercise, the last check's state ("passed" / "failed" / "not attempted"), how many
+hints were shown, and whether the solution was viewed::
+
+    {"version": 1, "exercises": {"softmax": {"state": "passed", "hints": 1, "solution": false,
+                                             "updated": "2026-11-22T08:00:00+00:00"}}}
+
+It is written atomically (a temporary file, then ``os.replace``), so a crash never leaves half a file.
+A file that cannot be read is never silently lost: it is moved aside as
+``progress.json.broken-<timestamp>`` and a fresh one is started, and the caller is told.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+VERSION = 1
+STATES = ("passed", "failed", "not attempted")
+
+
+def workbook_home() -> Path:
+    """``$WORKBOOK_HOME`` or ``~/.transformer-workbook``."""
+    return Path(os.environ.get("WORKBOOK_HOME") or Path.home() / ".transformer-workbook")
+
+
+def progress_path() -> Path:
+    return workbook_home() / "progress.json"
+
+
+@dataclass
+class Progress:
+    exercises: dict[str, dict] = field(default_factory=dict)
+    recovered_from: Path | None = None  # where a broken file was moved, when this load found one
+
+    def entry(self, exercise: str) -> dict:
+        return self.exercises.setdefault(exercise, {"state": "not attempted", "hints": 0, "solution": False})
+
+    def get(self, exercise: str) -> dict:
+        """The exercise's record (a fresh default when it has none); does not add it."""
+        return {"state": "not attempted", "hints": 0, "solution": False, **self.exercises.get(exercise, {})}
+
+
+def load(report: bool = True) -> Progress:
+    """Read the progress file. A missing file is an empty progress; a broken one is moved aside
+    (``progress.json.broken-<timestamp>``) and reported on stderr when ``report``."""
+    path = progress_path()
+    if not path.exists():
+        return Progress()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("exercises"), dict):
+            raise ValueError("not a workbook progress file")
+        if not all(isinstance(v, dict) for v in data["exercises"].values()):
+            raise ValueError("an exercise record is not an object")
+        return Progress(exercises=data["exercises"])
+    except (ValueError, UnicodeDecodeError) as error:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+        broken = path.with_name(f"{path.name}.broken-{stamp}")
+        os.replace(path, broken)
+        if report:
+            print(
+                f"Your progress file {path} could not be read ({error}). It was moved to {broken} "
+                "and a fresh progress file was started.",
+                file=sys.stderr,
+            )
+        return Progress(recovered_from=broken)
+
+
+def save(progress: Progress) -> Path:
+    """Write the progress atomically; returns the file's path."""
+    path = progress_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"version": VERSION, "exercises": progress.exercises}, indent=2, sort_keys=True)
+    fd, tmp = tempfile.mkstemp(prefix=".progress-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _update(exercise: str, **changes) -> dict:
+    progress = load()
+    entry = progress.entry(exercise)
+    for key, value in changes.items():
+        entry[key] = value(entry.get(key)) if callable(value) else value
+    entry["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    try:
+        save(progress)
+    except OSError as error:  # a read-only home must not break a notebook
+        print(f"(Could not save your progress to {progress_path()}: {error})", file=sys.stderr)
+    return entry
+
+
+def record_check(exercise: str, state: str) -> None:
+    """Called by the checker after grading: remember the exercise's latest state."""
+    if state not in STATES:
+        raise ValueError(f"state must be one of {STATES}, got {state!r}")
+    _update(exercise, state=state)
+
+
+def record_hint(exercise: str) -> int:
+    """Count one more hint shown for ``exercise``; returns the new count."""
+    return _update(exercise, hints=lambda n: (n or 0) + 1)["hints"]
+
+
+def record_solution(exercise: str) -> None:
+    """Remember that the solution of ``exercise`` was viewed."""
+    _update(exercise, solution=True)
+
