@@ -1,0 +1,98 @@
+"""Pictures of a training run: the loss and learning-rate curves, and where the model attends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .bpe import BOS_IDX, EOS_IDX, PAD_IDX, encode
+
+
+def save_training_plots(history: dict, out_dir: Path, model, tokenizer, sentence: str, assembly, device) -> list[Path]:
+    """Write ``loss.png``, ``lr.png`` and ``attention.png`` into ``out_dir``; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(history["step"], history["loss"], lw=0.8, label="training loss (label-smoothed)")
+    if history["val_step"]:
+        ax.plot(history["val_step"], history["val_loss"], "o-", label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss per target token")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.set_title("Loss")
+    paths.append(_save(fig, out_dir / "loss.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.plot(history["step"], history["lr"])
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.set_title("Learning rate: linear warmup, then 1/sqrt(step) (section 5.3)")
+    paths.append(_save(fig, out_dir / "lr.png"))
+
+    figure = attention_figure(model, tokenizer, sentence, assembly, device)
+    if figure is not None:
+        paths.append(_save(figure, out_dir / "attention.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _token_labels(tokenizer, ids: list[int]) -> list[str]:
+    special = {BOS_IDX: "<s>", EOS_IDX: "</s>", PAD_IDX: "<pad>"}
+    return [special.get(i) or tokenizer.decode([i]).strip() or "_" for i in ids]
+
+
+@torch.no_grad()
+def attention_maps(model, tokenizer, sentence: str, assembly, device, max_len: int = 64):
+    """Translate ``sentence`` greedily, then run the model once on (source, translation) and read
+    ``attention_weights`` of the last layer's three attentions. Returns a dict of
+    ``{"encoder self-attention" | "decoder self-attention" | "cross-attention": (weights [h, q, k],
+    query labels, key labels)}``, or None when the attention module keeps no weights (fused)."""
+    model.eval()
+    src_ids = encode(tokenizer, sentence)
+    src = torch.tensor([src_ids], device=device)
+    out = assembly.greedy_decode(model, src, max_len, BOS_IDX, EOS_IDX, pad_idx=PAD_IDX)[0].tolist()
+    tgt_ids = [t for t in out if t != PAD_IDX]
+    model(src, torch.tensor([tgt_ids], device=device))
+    encoder_layer, decoder_layer = model.encoder.layers[-1], model.decoder.layers[-1]
+    weights = [encoder_layer.self_attn.attention_weights, decoder_layer.self_attn.attention_weights,
+               decoder_layer.cross_attn.attention_weights]
+    if any(w is None for w in weights):
+        return None
+    src_labels, tgt_labels = _token_labels(tokenizer, src_ids), _token_labels(tokenizer, tgt_ids)
+    return {
+        "encoder self-attention": (weights[0][0].float().cpu(), src_labels, src_labels),
+        "decoder self-attention": (weights[1][0].float().cpu(), tgt_labels, tgt_labels),
+        "cross-attention": (weights[2][0].float().cpu(), tgt_labels, src_labels),
+    }
+
+
+def attention_figure(model, tokenizer, sentence: str, assembly, device):
+    """One heatmap per attention kind (last layer, averaged over heads) for one sentence."""
+    import matplotlib.pyplot as plt
+
+    maps = attention_maps(model, tokenizer, sentence, assembly, device)
+    if maps is None:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.5))
+    for ax, (title, (weights, rows, cols)) in zip(axes, maps.items()):
+        ax.imshow(weights.mean(0).numpy(), cmap="viridis", vmin=0.0)
+        ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(rows)), rows, fontsize=7)
+        ax.set_title(f"{title}\n(last layer, mean over heads)", fontsize=9)
+        ax.set_xlabel("keys (attended to)")
+        ax.set_ylabel("queries")
+    return fig

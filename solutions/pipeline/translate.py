@@ -1,0 +1,46 @@
+"""Load a trained checkpoint and translate with greedy decoding or beam search (section 6.1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .assemble import Assembly, assemble
+from .bpe import tokenizer_from_json
+from .train import MAX_TOKENS_PER_SENTENCE, TrainConfig, model_kwargs, pick_device, translate_batch
+
+
+@dataclass
+class Translator:
+    """A trained model with its tokenizer; ``translator(["Ein Mann ..."])`` -> list of translations."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    config: TrainConfig
+    assembly: Assembly
+    device: torch.device
+    step: int
+
+    def __call__(self, sentences: list[str], beam_size: int = 1) -> list[str]:
+        return translate_batch(self.model, self.tokenizer, sentences, self.assembly, self.device, beam_size)
+
+
+def load_translator(checkpoint: str | Path, device: str = "auto", use_learner: bool = False,
+                    chapters_dir: str | Path = "chapters") -> Translator:
+    """Rebuild the model saved in ``checkpoint`` (``last.pt`` or ``averaged.pt`` of a run)."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / "averaged.pt" if (path / "averaged.pt").exists() else path / "last.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"No checkpoint at {path}. Train one first: `workbook train`.")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    config = TrainConfig.from_dict(state["config"])
+    tokenizer = tokenizer_from_json(state["tokenizer"])
+    assembly = assemble(use_learner, chapters_dir)
+    vocab = tokenizer.get_vocab_size()
+    model = assembly.model(vocab, vocab, **model_kwargs(config, MAX_TOKENS_PER_SENTENCE))
+    model.load_state_dict(state["model"])
+    target = pick_device(device)
+    return Translator(model.to(target).eval(), tokenizer, config, assembly, target, state["step"])
