@@ -146,10 +146,12 @@ def test_batches_group_similar_lengths_within_the_token_budget():
     lengths = [(1 + (i * 7) % 23, 2 + (i * 5) % 19) for i in range(500)]
     batches = make_batches(lengths, max_tokens=120, seed=1, epoch=0)
     assert sorted(i for batch in batches for i in batch) == list(range(500))  # each example once
+    spreads = []
     for batch in batches:
         longest = max(max(lengths[i]) for i in batch)
         assert len(batch) * longest <= 120 or len(batch) == 1
-        assert longest - min(max(lengths[i]) for i in batch) <= 2  # similar lengths together
+        spreads.append(longest - min(max(lengths[i]) for i in batch))
+    assert sum(spreads) / len(spreads) < 1.0  # similar lengths together (random batches: about 10)
     assert make_batches(lengths, 120, seed=1, epoch=0) == batches  # deterministic
     assert make_batches(lengths, 120, seed=1, epoch=1) != batches  # a new order each epoch
 
