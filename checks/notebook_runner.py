@@ -1,0 +1,414 @@
+"""Grade chapter notebooks without Jupyter: the engine behind ``workbook check``.
+
+Two halves:
+
+* :func:`read_chapter` (in the calling process, no learner code runs): reads a notebook with
+  the JSON (never writes it) and picks the code cells to run;
+* :func:`grade_chapters`: runs each chapter's cells in its own FRESH process, then calls
+  ``checks.check`` there for every exercise of the chapter, and brings the results back as JSON
+  through a result file (the learner's prints go to a capture file, never into the results).
+
+Which cells run. Code cells tagged (``cell.metadata["workbook"]["role"]``) ``setup`` or ``exercise``,
+and untagged cells (the learner's own). Skipped: ``check`` and ``hint`` cells, cells whose code is
+only calls of ``check(`` / ``hint(`` / ``solution(``, and, unless ``all_cells=True``, ``other`` cells
+(the chapter's demos, figures and training runs: they never define an exercise, and they are the slow
+part). Shell and magic lines (``!pip ...``, ``%matplotlib ...``) are dropped; a cell that starts with
+a cell magic other than ``%%time`` / ``%%capture`` is skipped.
+
+Isolation and speed. A process that imports torch costs 1-2 s, so the chapters' processes are not
+started from scratch: on Linux they are forked from the calling process once it has imported torch,
+matplotlib and the checker (no learner code ever runs in it); elsewhere from ``multiprocessing``'s
+fork server with the same modules preloaded (``spawn`` where there is no fork, e.g. Windows).
+Each chapter still gets its own process: its namespace, ``sys.exit``, a crash or a hang cannot touch
+another chapter. Time limits: a cell may run ``timeout`` seconds, then it is interrupted and the
+next cell runs (the cells of one notebook get ``2 * timeout`` in all; later cells are then skipped);
+the exercises are graded all the same, each under the checker's own time limit; a process that
+outlives all of that is killed and its chapter reported as timed out.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import linecache
+import multiprocessing
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import types
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from checks.chapters import Chapter
+
+RUN_ROLES = ("setup", "exercise")  # tagged roles that run; untagged cells run too
+SKIP_ROLES = ("check", "hint")
+BODY_MAGICS = ("%%time", "%%capture")  # cell magics whose body is plain Python
+CALL_ONLY = re.compile(r"^\s*(check|hint|solution)\s*\(.*\)\s*;?\s*(#.*)?$")
+CALLS_HELPER = re.compile(r"\b(check|hint|solution)\s*\(")
+DEFINES = re.compile(r"^\s*(def|class)\s+([A-Za-z_]\w*)", re.MULTILINE)
+OUTPUT_LIMIT = 64 * 1024 * 1024  # bytes of prints a chapter may write before writes fail
+TAIL = 2000  # characters of captured output kept in the results
+PRELOAD = ["torch", "matplotlib", "matplotlib.pyplot", "checks", "checks.core", "checks.specs",
+           "checks.learner", "solutions", "checks.notebook_runner"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading a notebook (no learner code runs here)
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Cell:
+    """One code cell to run: its position in the notebook (1-based, all cells counted) and code."""
+
+    index: int
+    role: str  # setup / exercise / untagged
+    exercise: str | None  # the exercise it defines, from metadata or from a def/class line
+    source: str
+
+
+@dataclass
+class ChapterJob:
+    """What a grading process needs: the chapter, its notebook and the cells to run."""
+
+    stem: str
+    path: str
+    exercises: list[str]
+    cells: list[Cell] = field(default_factory=list)
+    skipped: int = 0  # code cells not run (check/hint/other/magic)
+    error: str | None = None  # why the notebook could not be read (then nothing runs)
+
+
+def clean_source(source: str) -> str | None:
+    """The Python to run for one cell, or None when nothing is left to run.
+
+    Drops shell (``!``) and line-magic (``%``) lines and lines that only call check/hint/solution.
+    """
+    lines = source.splitlines()
+    if lines and lines[0].lstrip().startswith("%%"):
+        if lines[0].split()[0] not in BODY_MAGICS:
+            return None  # %%bash, %%writefile...: not Python
+        lines = lines[1:]
+    kept = [line for line in lines
+            if not line.lstrip().startswith(("!", "%")) and not CALL_ONLY.match(line)]
+    code = "\n".join(kept)
+    return code if code.strip() else None
+
+
+def load_notebook(path: Path) -> dict:
+    """The notebook at ``path`` as a dict with a ``cells`` list (the file is only read).
+
+    A version-4 notebook (every notebook this workbook makes) is parsed with ``json``: importing
+    ``nbformat`` costs 1-4 s here (its JSON-schema validator loads a grammar at import), a quarter of
+    the whole grading budget. Anything else (an older format) goes through ``nbformat.reads``, which
+    converts it to version 4 or says why it cannot.
+    """
+    text = path.read_text(encoding="utf-8")
+    data = json.loads(text)  # invalid JSON raises here, with the line and column
+    if isinstance(data, dict) and data.get("nbformat") == 4 and isinstance(data.get("cells"), list):
+        return data
+    import nbformat
+
+    return nbformat.reads(text, as_version=4)
+
+
+def read_chapter(chapter: Chapter, path: Path, all_cells: bool = False) -> ChapterJob:
+    """Read ``path`` (never written) and choose the cells that define the chapter's exercises."""
+    job = ChapterJob(chapter.stem, str(path), list(chapter.exercises))
+    if not path.exists():
+        job.error = f"notebook not found: {path}"
+        return job
+    try:
+        notebook = load_notebook(path)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is reported, never raised
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        job.error = (f"cannot read {path.name}: it is not a valid notebook ({type(error).__name__}: "
+                     f"{first[:200]}). Restore it from a backup, or get a fresh copy with "
+                     f"`workbook reset {chapter.stem[:2]}` (your other chapters are unaffected).")
+        return job
+    for index, cell in enumerate(notebook["cells"], start=1):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        meta = cell.get("metadata", {}).get("workbook") or {}
+        role = meta.get("role") if isinstance(meta, dict) else None
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        code = clean_source(source)
+        if (role in SKIP_ROLES or (role == "other" and not all_cells) or code is None
+                or (role not in RUN_ROLES and CALLS_HELPER.search(code) and not DEFINES.search(code))):
+            job.skipped += 1
+            continue
+        exercise = meta.get("exercise") if role == "exercise" else None
+        if exercise not in chapter.exercises:
+            defined = [m.group(2) for m in DEFINES.finditer(code) if m.group(2) in chapter.exercises]
+            exercise = defined[0] if defined else None
+        job.cells.append(Cell(index, role or "untagged", exercise, code))
+    return job
+
+
+# --------------------------------------------------------------------------------------------------
+# Inside a chapter's process
+# --------------------------------------------------------------------------------------------------
+class CellTimeout(BaseException):
+    """Raised inside a cell that ran past the chapter's time budget (BaseException: a learner's
+    ``except Exception`` cannot swallow it)."""
+
+
+def _describe_error(error: BaseException, filename: str) -> str:
+    """``SyntaxError: invalid syntax (line 3: def f(x y):)`` with the learner's own line."""
+    name = type(error).__name__
+    if isinstance(error, SystemExit):
+        return f"called sys.exit({error.code!r}) (the rest of the notebook still ran)"
+    if isinstance(error, CellTimeout):
+        return str(error)
+    if isinstance(error, SyntaxError):
+        text = (error.text or "").strip()
+        return f"{name}: {error.msg} (line {error.lineno}: {text})" if text else f"{name}: {error.msg}"
+    message = f"{name}: {str(error)[:300]}"
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == filename]
+    if frames:
+        frame = frames[-1]
+        message += f" (line {frame.lineno}: {(frame.line or '').strip()})"
+    return message
+
+
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    """Stands in for hint() / solution() while grading: nothing shown, no progress recorded."""
+
+
+def _redirect_output(capture_path: str) -> None:
+    """Send the process's stdout and stderr (C level included) to ``capture_path``, capped in size."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(capture_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    try:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the cap a print fails, it does not kill us
+        resource.setrlimit(resource.RLIMIT_FSIZE, (OUTPUT_LIMIT, OUTPUT_LIMIT))
+    except (ImportError, AttributeError, ValueError, OSError):
+        pass  # not on this platform: output is not capped
+
+
+def _run_cells(job: dict, namespace: dict, limit: float) -> dict[int, str]:
+    """Run the cells in ``namespace`` like "Run all" would, but going on after an error.
+
+    Returns ``{cell index: error description}`` for the cells that raised.
+    """
+    import signal
+
+    errors: dict[int, str] = {}
+    deadline = time.monotonic() + 2 * limit
+    can_alarm = hasattr(signal, "setitimer")
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise CellTimeout(f"was still running after {limit:g} s and was stopped (an endless loop? a long "
+                          "training run? `workbook check --timeout SECONDS` allows more)")
+
+    if can_alarm:
+        signal.signal(signal.SIGALRM, on_alarm)
+    for cell in job["cells"]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            errors[cell["index"]] = f"was not run: earlier cells used up the notebook's {2 * limit:g} s"
+            continue
+        filename = f"<{Path(job['path']).name}, cell {cell['index']}>"
+        source = cell["source"] + "\n"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        try:
+            code = compile(source, filename, "exec")
+            if can_alarm:
+                signal.setitimer(signal.ITIMER_REAL, min(limit, remaining))
+            try:
+                exec(code, namespace)  # noqa: S102 - the learner's own notebook, in its own process
+            finally:
+                if can_alarm:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+        except BaseException as error:  # noqa: BLE001 - sys.exit, KeyboardInterrupt... are reported
+            errors[cell["index"]] = _describe_error(error, filename)
+        for helper in ("hint", "solution"):
+            if helper in namespace:
+                namespace[helper] = _quiet
+    return errors
+
+
+def _first_line(cell: dict) -> str:
+    line = next((s for s in cell["source"].splitlines() if s.strip() and not s.lstrip().startswith("#")), "")
+    return line.strip()[:60]
+
+
+def run_chapter(job: dict, result_path: str, capture_path: str) -> None:
+    """Grade one chapter in THIS process (a fresh one) and write the results as JSON to ``result_path``."""
+    _redirect_output(capture_path)
+    start = time.perf_counter()
+    module = types.ModuleType("__main__")  # cells run as a notebook's would: in __main__
+    module.__dict__["__builtins__"] = __builtins__
+    sys.modules["__main__"] = module
+    namespace = module.__dict__
+    os.chdir(Path(job["path"]).resolve().parent)  # a kernel starts in its notebook's folder
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # chapters run side by side on a small machine
+    except ImportError:
+        pass
+    cell_errors = _run_cells(job, namespace, job["timeout"])
+
+    from checks import check
+
+    by_index = {cell["index"]: cell for cell in job["cells"]}
+    exercises = []
+    for name in job["exercises"]:
+        own_errors = [i for i, cell in by_index.items() if cell["exercise"] == name and i in cell_errors]
+        if name not in namespace and own_errors:
+            i = own_errors[0]
+            entry = {"exercise": name, "state": "failed", "passed": False, "diagnoses": [], "tests": [],
+                     "failures": [f"`{name}` is not defined because its cell (cell {i}: "
+                                  f"{_first_line(by_index[i])}) failed: {cell_errors[i]}"]}
+        elif name not in namespace:
+            entry = check(name).to_dict()  # "not attempted": not defined
+            entry["failures"] = [f"`{name}` is not defined: no cell of this notebook defines it "
+                                 "(was its exercise cell deleted?). Write it, then check again."]
+        else:
+            result = check(namespace[name], exercise=name)
+            entry = result.to_dict()
+            entry["text"] = str(result)
+            if own_errors:
+                entry["failures"] = list(entry.get("failures", [])) + [
+                    f"note: its cell (cell {own_errors[0]}) raised {cell_errors[own_errors[0]]}"]
+        entry.setdefault("failures", [])
+        exercises.append(entry)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    result = {
+        "cell_errors": [{"cell": i, "first_line": _first_line(by_index[i]), "error": e}
+                        for i, e in sorted(cell_errors.items())],
+        "exercises": exercises,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    tmp = result_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(result, f, default=str)
+    os.replace(tmp, result_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# The calling side: one process per chapter, a few at a time
+# --------------------------------------------------------------------------------------------------
+def _context() -> Any:
+    """How chapter processes start: forked from this process on Linux (it imported torch already, so
+    a fork costs milliseconds), else forked from a fresh fork server, else spawned (Windows)."""
+    os.environ.setdefault("MPLBACKEND", "Agg")  # figures never open a window while grading
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform.startswith("linux") and "fork" in methods and threading.active_count() == 1:
+        for name in PRELOAD:  # imported once here instead of once per chapter
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - a chapter process will report it when it matters
+                pass
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 4 * TAIL))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return text[-TAIL:]
+
+
+def _chapter_failure(job: ChapterJob, status: str, message: str) -> dict:
+    return {
+        "chapter": job.stem, "path": job.path, "status": status, "message": message,
+        "cell_errors": [], "cells_run": len(job.cells), "cells_skipped": job.skipped, "seconds": 0.0,
+        "output_tail": "",
+        "exercises": [{"exercise": name, "state": "error", "passed": False, "diagnoses": [], "tests": [],
+                       "failures": [message]} for name in job.exercises],
+    }
+
+
+def grade_chapters(jobs: list[ChapterJob], timeout: float = 60.0, workers: int | None = None,
+                   check_time: float = 15.0) -> list[dict]:
+    """Grade every readable chapter in its own process; one result dict per job, in order.
+
+    ``timeout``: seconds one cell may run (a notebook's cells get twice that in all). A chapter's
+    process still alive ``2 * timeout + check_time * exercises + 10`` seconds after it started is killed.
+    """
+    results: list[dict | None] = [None] * len(jobs)
+    pending = []
+    for i, job in enumerate(jobs):
+        if job.error is not None:
+            status = "missing" if job.error.startswith("notebook not found") else "unreadable"
+            results[i] = _chapter_failure(job, status, job.error)
+        else:
+            pending.append(i)
+    if not pending:
+        return results  # type: ignore[return-value]
+
+    workers = workers or max(1, min(2, os.cpu_count() or 1))
+    ctx = _context()
+    with tempfile.TemporaryDirectory(prefix="workbook-check-") as tmp:
+        running: dict[int, tuple[Any, float, float]] = {}  # job index -> (process, start, limit)
+        queue = list(pending)
+        while queue or running:
+            while queue and len(running) < workers:
+                i = queue.pop(0)
+                job = jobs[i]
+                payload = asdict(job)
+                payload["timeout"] = timeout
+                process = ctx.Process(target=run_chapter, name=f"workbook-check-{job.stem}",
+                                      args=(payload, f"{tmp}/{i}.json", f"{tmp}/{i}.out"), daemon=True)
+                process.start()
+                running[i] = (process, time.monotonic(), 2 * timeout + check_time * len(job.exercises) + 10)
+            time.sleep(0.02)
+            for i, (process, started, limit) in list(running.items()):
+                elapsed = time.monotonic() - started
+                if process.is_alive() and elapsed < limit:
+                    continue
+                if process.is_alive():
+                    process.kill()
+                process.join()
+                del running[i]
+                results[i] = _collect(jobs[i], Path(tmp), i, process.exitcode, elapsed, limit)
+    return results  # type: ignore[return-value]
+
+
+def _collect(job: ChapterJob, tmp: Path, i: int, exitcode: int | None, elapsed: float, limit: float) -> dict:
+    result_file = tmp / f"{i}.json"
+    tail = _tail(tmp / f"{i}.out")
+    if result_file.exists():
+        data = json.loads(result_file.read_text(encoding="utf-8"))
+        data.update(chapter=job.stem, path=job.path, status="graded", message="", output_tail=tail,
+                    cells_run=len(job.cells), cells_skipped=job.skipped)
+        if data["cell_errors"]:
+            data["message"] = "; ".join(f"cell {e['cell']} {e['error']}" for e in data["cell_errors"])
+        return data
+    if exitcode is None or elapsed >= limit:
+        status, message = "timeout", (f"grading {Path(job.path).name} took longer than {limit:.0f} s and was "
+                                      "stopped (an endless loop?)")
+    else:
+        status = "crashed"
+        how = f"signal {-exitcode}" if exitcode < 0 else f"exit status {exitcode}"
+        message = (f"the notebook's code ended its process ({how}) before it could be graded "
+                   "(os._exit? a crash in a C extension? out of memory?)")
+    data = _chapter_failure(job, status, message)
+    data["seconds"] = round(elapsed, 3)
+    data["output_tail"] = tail
+    return data
