@@ -1,0 +1,265 @@
+"""``workbook check``: grading chapter notebooks from a terminal, through the paths a learner takes.
+
+The tests write small chapter notebooks with nbformat (the reference pasted in with
+``inspect.getsource``, an untouched stub, a corrupted file, a syntax error, a deleted exercise cell,
+a hanging cell, ``sys.exit``, ``os._exit``, 1 MB of prints) and run the real command: once through a
+subprocess for the whole folder, and through ``checks.cli.main([...])`` for the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import solutions
+from checks.chapters import CHAPTERS
+from checks.cli import main
+
+SETUP = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
+SOFTMAX = '''def softmax(x, dim=-1):
+    """A learner's stable softmax."""
+    shifted = x - x.max(dim=dim, keepdim=True).values
+    e = shifted.exp()
+    return e / e.sum(dim=dim, keepdim=True)
+'''
+STUB = '''class PositionalEncoding(nn.Module):
+    def __init__(self, d_model, max_seq_length=5000):
+        super().__init__()
+        # YOUR CODE HERE
+        raise NotImplementedError()
+
+    def forward(self, x):
+        # YOUR CODE HERE
+        raise NotImplementedError()
+'''
+
+
+def cell(source: str, role: str | None = None, exercise: str | None = None) -> nbformat.NotebookNode:
+    """A code cell; ``role`` becomes the generator's ``metadata["workbook"]`` (absent when None)."""
+    node = nbformat.v4.new_code_cell(source)
+    if role is not None:
+        node.metadata["workbook"] = {"role": role, "exercise": exercise}
+    return node
+
+
+def write(path: Path, *cells: nbformat.NotebookNode) -> None:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_markdown_cell("# a chapter"), *cells]
+    nbformat.write(notebook, str(path))
+
+
+def ref(name: str) -> str:
+    return inspect.getsource(getattr(solutions, name))
+
+
+def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+    """Content hash and mtime of every file: grading must change neither."""
+    return {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(autouse=True)
+def _progress_home(tmp_path_factory, monkeypatch) -> None:
+    """check() records progress: keep it out of the real home folder."""
+    monkeypatch.setenv("WORKBOOK_HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(scope="module")
+def learner_dir(tmp_path_factory) -> Path:
+    """A chapters folder with one robustness case per chapter (chapters 08-11 have no notebook)."""
+    d = tmp_path_factory.mktemp("learner") / "chapters"
+    d.mkdir()
+    # 00: a correct softmax; 1 MB of prints; shell and magic lines; check/hint cells; a figure cell
+    # tagged "other" that would fail if it ran.
+    write(d / "00_introduction.ipynb",
+          cell("!pip install nothing-at-all\n%matplotlib inline\n" + SETUP, "setup"),
+          cell(SOFTMAX, "exercise", "softmax"),
+          cell("check(softmax)", "check", "softmax"),
+          cell("# hint(softmax)\nhint(softmax)", "hint", "softmax"),
+          cell("print('x' * 1_000_000)\nprint('LEARNER-PRINT-MARKER')"),
+          cell("raise RuntimeError('the other cells must not run by default')", "other"),
+          cell("solution(softmax)"))
+    # 01: the reference, after a cell that calls sys.exit; untagged cells (no generator metadata).
+    write(d / "01_embeddings.ipynb",
+          cell(SETUP),
+          cell("import sys\nsys.exit(3)"),
+          cell(ref("TokenEmbedding")))
+    # 02: the untouched stub.
+    write(d / "02_positional_encoding.ipynb", cell(SETUP, "setup"), cell(STUB, "exercise", "PositionalEncoding"))
+    # 03: not JSON at all.
+    (d / "03_attention.ipynb").write_text('{"cells": [ {"cell_type": "code", "source": "def f(', encoding="utf-8")
+    # 04: a syntax error in the exercise cell.
+    write(d / "04_multi_head_attention.ipynb", cell(SETUP, "setup"),
+          cell("class MultiHeadAttention(nn.Module):\n    def __init__(self d_model, num_heads):\n        pass\n",
+               "exercise", "MultiHeadAttention"))
+    # 05: the exercise cell was deleted.
+    write(d / "05_feed_forward.ipynb", cell(SETUP, "setup"), cell("x = 1"))
+    # 06: a cell that never ends, then the reference.
+    write(d / "06_layer_norm.ipynb", cell(SETUP, "setup"), cell("while True:\n    pass"),
+          cell(ref("LayerNorm"), "exercise", "LayerNorm"))
+    # 07: a cell that kills its own process.
+    write(d / "07_encoder.ipynb", cell(SETUP, "setup"), cell("import os\nos._exit(7)"))
+    return d
+
+
+@pytest.fixture(scope="module")
+def graded(learner_dir: Path) -> dict:
+    """``workbook check --dir DIR --json --timeout 2`` in a subprocess, as a learner's terminal runs it."""
+    before = snapshot(learner_dir)
+    env = {**os.environ, "WORKBOOK_HOME": str(learner_dir.parent / "home")}
+    start = time.perf_counter()
+    proc = subprocess.run(["workbook", "check", "--dir", str(learner_dir), "--json", "--timeout", "2"],
+                          capture_output=True, text=True, timeout=240, env=env, cwd=learner_dir.parent)
+    seconds = time.perf_counter() - start
+    assert snapshot(learner_dir) == before, "workbook check changed a notebook"
+    data = json.loads(proc.stdout)  # the learner's 1 MB of prints did not get in the way
+    return {"proc": proc, "data": data, "seconds": seconds,
+            "by_chapter": {ch["chapter"]: ch for ch in data["chapters"]}}
+
+
+def state(graded: dict, stem: str, exercise: str) -> dict:
+    return next(e for e in graded["by_chapter"][stem]["exercises"] if e["exercise"] == exercise)
+
+
+def test_exit_status_is_nonzero_and_every_chapter_is_reported(graded: dict) -> None:
+    assert graded["proc"].returncode == 1
+    assert [ch["chapter"] for ch in graded["data"]["chapters"]] == [c.stem for c in CHAPTERS]
+    summary = graded["data"]["summary"]
+    assert summary["total"] == sum(len(c.exercises) for c in CHAPTERS)
+    assert summary["ok"] is False
+    assert len(graded["proc"].stdout) < 200_000  # the learner's 1 MB of prints stayed out of it
+
+
+def test_correct_code_passes_despite_prints_magics_and_skipped_cells(graded: dict) -> None:
+    entry = state(graded, "00_introduction", "softmax")
+    assert entry["state"] == "passed", entry
+    chapter = graded["by_chapter"]["00_introduction"]
+    assert chapter["cell_errors"] == []  # the "other" cell and the hint()/solution() calls did not run
+    assert chapter["cells_skipped"] == 4  # check, hint, other, solution(...)
+    assert "LEARNER-PRINT-MARKER" in chapter["output_tail"]
+
+
+def test_sys_exit_in_a_cell_is_reported_and_the_rest_still_runs(graded: dict) -> None:
+    assert state(graded, "01_embeddings", "TokenEmbedding")["state"] == "passed"
+    errors = graded["by_chapter"]["01_embeddings"]["cell_errors"]
+    assert len(errors) == 1 and "sys.exit(3)" in errors[0]["error"] and errors[0]["cell"] == 3
+
+
+def test_untouched_stub_is_not_attempted(graded: dict) -> None:
+    assert state(graded, "02_positional_encoding", "PositionalEncoding")["state"] == "not attempted"
+
+
+def test_corrupted_notebook_is_reported_and_others_graded(graded: dict) -> None:
+    chapter = graded["by_chapter"]["03_attention"]
+    assert chapter["status"] == "unreadable"
+    assert "not a valid notebook" in chapter["message"] and "03_attention.ipynb" in chapter["message"]
+    assert state(graded, "03_attention", "scaled_dot_product_attention")["state"] == "error"
+
+
+def test_syntax_error_names_the_cell_and_line(graded: dict) -> None:
+    entry = state(graded, "04_multi_head_attention", "MultiHeadAttention")
+    assert entry["state"] == "failed"
+    message = entry["failures"][0]
+    assert "SyntaxError" in message and "line 2" in message and "def __init__(self d_model" in message
+
+
+def test_deleted_exercise_cell_is_not_attempted(graded: dict) -> None:
+    entry = state(graded, "05_feed_forward", "FeedForwardNetwork")
+    assert entry["state"] == "not attempted"
+    assert "not defined" in entry["failures"][0]
+
+
+def test_hanging_cell_is_stopped_and_the_exercise_still_graded(graded: dict) -> None:
+    assert state(graded, "06_layer_norm", "LayerNorm")["state"] == "passed"
+    errors = graded["by_chapter"]["06_layer_norm"]["cell_errors"]
+    assert len(errors) == 1 and "still running after 2 s" in errors[0]["error"]
+
+
+def test_process_killed_by_learner_code_is_reported_per_chapter(graded: dict) -> None:
+    chapter = graded["by_chapter"]["07_encoder"]
+    assert chapter["status"] == "crashed" and "exit status 7" in chapter["message"]
+    assert [e["state"] for e in chapter["exercises"]] == ["error", "error"]
+
+
+def test_missing_notebooks_are_reported(graded: dict, learner_dir: Path) -> None:
+    chapter = graded["by_chapter"]["11_inference"]
+    assert chapter["status"] == "missing"
+    assert str(learner_dir / "11_inference.ipynb") in chapter["message"]
+
+
+def test_whole_folder_graded_in_reasonable_time(graded: dict) -> None:
+    # 8 notebooks, one of which hangs for 2 s; the cold command includes importing torch twice over
+    # on a shared 2-core machine. The 15 s target is measured by benchmarks/bench_workbook_check.py.
+    assert graded["seconds"] < 60, graded["seconds"]
+
+
+def test_all_passing_chapters_exit_zero_and_print_a_table(learner_dir: Path, capsys) -> None:
+    before = snapshot(learner_dir)
+    code = main(["check", "0", "01", "06_layer_norm", "--dir", str(learner_dir), "--timeout", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert snapshot(learner_dir) == before
+    rows = [line.split() for line in out.splitlines()]
+    assert ["00_introduction", "softmax", "passed"] in [r[:3] for r in rows]
+    assert ["06_layer_norm", "LayerNorm", "passed"] in [r[:3] for r in rows]
+    assert "3 passed, 0 failed" in out
+    assert "still running after 1 s" in out  # chapter 06's endless cell, listed under the table
+
+
+def test_chapter_given_as_path_or_exercise_name(learner_dir: Path, capsys) -> None:
+    code = main(["check", str(learner_dir / "02_positional_encoding.ipynb"), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert [(c["chapter"], c["exercises"][0]["state"]) for c in data["chapters"]] == [
+        ("02_positional_encoding", "not attempted")]
+
+
+def test_all_cells_runs_the_other_cells(learner_dir: Path, capsys) -> None:
+    code = main(["check", "00", "--dir", str(learner_dir), "--all-cells", "--json"])
+    chapter = json.loads(capsys.readouterr().out)["chapters"][0]
+    assert code == 0  # the failing "other" cell is reported, softmax still passes
+    assert any("the other cells must not run" in e["error"] for e in chapter["cell_errors"])
+
+
+def test_unknown_chapter_is_a_usage_error(learner_dir: Path, capsys) -> None:
+    assert main(["check", "42", "--dir", str(learner_dir)]) == 2
+    assert "No chapter called '42'" in capsys.readouterr().err
+
+
+def test_no_chapters_folder_says_where_it_looked(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["check"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "chapters") in err and "--dir" in err
+
+
+def test_help_documents_the_exit_status(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    out = capsys.readouterr().out
+    assert "exit status" in out and "not attempted" in out and "--timeout" in out
+
+
+def test_real_chapter_notebooks_are_graded_without_change() -> None:
+    """The generated notebooks (as far as they exist): untouched stubs read "not attempted"."""
+    folder = Path(__file__).resolve().parents[1] / "chapters"
+    present = [c.stem for c in CHAPTERS if (folder / f"{c.stem}.ipynb").exists()]
+    if not present:
+        pytest.skip("no chapter notebooks generated yet")
+    before = snapshot(folder)
+    proc = subprocess.run([sys.executable, "-m", "checks.cli", "check", *[s[:2] for s in present],
+                           "--dir", str(folder), "--json"], capture_output=True, text=True, timeout=240)
+    assert snapshot(folder) == before
+    data = json.loads(proc.stdout)
+    states = {(c["chapter"], e["exercise"]): e["state"] for c in data["chapters"] for e in c["exercises"]}
+    assert set(states.values()) == {"not attempted"}, states
+    assert proc.returncode == 1
