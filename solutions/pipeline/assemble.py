@@ -114,8 +114,11 @@ def _grade(obj: object, name: str) -> tuple[bool, str]:
         return False, f"check crashed: {type(error).__name__}"
     if result.passed:
         return True, "passed its check"
+    state = getattr(result, "state", "failed")
+    if state != "failed":  # e.g. "not attempted": the stub is still there
+        return False, f"{state} yet"
     failures = list(getattr(result, "failures", []) or [])
-    return False, "failed its check" + (f": {str(failures[0])[:60]}" if failures else "")
+    return False, "failed its check" + (f": {' '.join(str(failures[0]).split())[:70]}" if failures else "")
 
 
 class FusedMultiHeadAttentionMixin:
