@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checks.chapters import Chapter
+from checks.chapters import CHAPTERS, Chapter
 
 RUN_ROLES = ("setup", "exercise")  # tagged roles that run; untagged cells run too
 SKIP_ROLES = ("check", "hint")
@@ -54,6 +54,7 @@ CALLS_HELPER = re.compile(r"\b(check|hint|solution)\s*\(")
 DEFINES = re.compile(r"^\s*(def|class)\s+([A-Za-z_]\w*)", re.MULTILINE)
 OUTPUT_LIMIT = 64 * 1024 * 1024  # bytes of prints a chapter may write before writes fail
 TAIL = 2000  # characters of captured output kept in the results
+CHAPTER_ORDER = {ch.stem: i for i, ch in enumerate(CHAPTERS)}  # later chapters grade bigger models
 PRELOAD = ["torch", "matplotlib", "matplotlib.pyplot", "checks", "checks.core", "checks.specs",
            "checks.learner", "solutions", "checks.notebook_runner"]
 
@@ -366,7 +367,7 @@ def grade_chapters(jobs: list[ChapterJob], timeout: float = 60.0, workers: int |
     ctx = _context()
     with tempfile.TemporaryDirectory(prefix="workbook-check-") as tmp:
         running: dict[int, tuple[Any, float, float]] = {}  # job index -> (process, start, limit)
-        queue = list(pending)
+        queue = sorted(pending, key=lambda i: -CHAPTER_ORDER.get(jobs[i].stem, 0))  # heavy ones first
         while queue or running:
             while queue and len(running) < workers:
                 i = queue.pop(0)
