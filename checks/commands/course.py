@@ -1,0 +1,106 @@
+"""``workbook course DIR``: write an nbgrader course of the workbook (``checks.course``).
+
+    workbook course DIR                # nbgrader_config.py + source/<chapter>/<chapter>.ipynb
+    workbook course DIR --check        # which submissions lost their nbgrader metadata?
+    workbook course DIR --repair       # put it back (by cell id, a .bak copy is kept)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EPILOG = """\
+From an empty folder to a grades CSV (run in DIR):
+  workbook course DIR                                   # 1. write the course
+  nbgrader generate_assignment 03_attention             # 2. release/03_attention/ for the students
+  (collect the notebooks into submitted/<student>/03_attention/, or use nbgrader collect)
+  workbook course . --check                             # 3. (optional) find submissions that lost metadata
+  nbgrader autograde 03_attention                       # 4. grade with the hidden tests
+  nbgrader generate_feedback 03_attention               # 5. feedback/ HTML: score + the checker's messages
+  nbgrader export                                       #    grades.csv
+
+exit status: 0 done (for --check: every submission intact); 1 a submission lacks metadata or a
+chapter source cannot be turned into a course notebook; 2 wrong usage.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "course",
+        help="write an nbgrader course (hidden tests, autograding, feedback) of the chapters",
+        description="Writes DIR/nbgrader_config.py and DIR/source/<chapter>/<chapter>.ipynb for every "
+        "chapter, from the same sources as chapters/: `nbgrader generate_assignment` gives the "
+        "students exactly the chapter notebooks, and `nbgrader autograde` grades each exercise with "
+        "the checker's hidden tests.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("dir", metavar="DIR", help="the course folder (created when missing)")
+    parser.add_argument("--chapters", nargs="+", metavar="CHAPTER", default=None,
+                        help="only these chapters (03, 03_attention, ...); default: every chapter with a source")
+    parser.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
+                        help="time limit per notebook cell when autograding (default 120)")
+    parser.add_argument("--points", type=float, default=None, help="points per exercise (default 1)")
+    parser.add_argument("--check", action="store_true",
+                        help="do not write anything: report every notebook under DIR/submitted that "
+                        "lost its nbgrader metadata")
+    parser.add_argument("--repair", action="store_true",
+                        help="restore lost nbgrader metadata of the submissions by cell id (keeps a .bak copy)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from checks import course
+
+    course_dir = Path(args.dir)
+    if args.check or args.repair:
+        return _inspect(course_dir, repair=args.repair)
+    try:
+        written = course.write_course(
+            course_dir,
+            stems=args.chapters,
+            timeout=args.timeout or course.DEFAULT_TIMEOUT,
+            points=args.points or course.DEFAULT_POINTS,
+        )
+    except KeyError as error:
+        print(error.args[0], file=sys.stderr)
+        return 2
+    except (course.CourseError, ValueError) as error:
+        print(f"Cannot build the course: {error}", file=sys.stderr)
+        return 1
+    notebooks = [p for p in written if p.suffix == ".ipynb"]
+    print(f"Wrote {course_dir / 'nbgrader_config.py'} and {len(notebooks)} source notebook(s):")
+    for path in notebooks:
+        print(f"  {path}")
+    print(f"Next: cd {course_dir} && nbgrader generate_assignment {notebooks[0].parent.name if notebooks else 'CHAPTER'}")
+    return 0
+
+
+def _inspect(course_dir: Path, repair: bool) -> int:
+    from checks import course
+
+    found = course.submissions(course_dir)
+    if not found:
+        print(f"No submissions under {course_dir / 'submitted'} (expected submitted/<student>/<chapter>/<chapter>.ipynb).")
+        return 0
+    bad = 0
+    for student, assignment, path in found:
+        source_nb = course.read_source_notebook(course_dir, assignment, path.stem)
+        if source_nb is None:
+            print(f"{path}: no source notebook source/{assignment}/{path.stem}.ipynb to compare with; skipped.")
+            continue
+        try:
+            report = course.repair_submission(path, source_nb) if repair else course.inspect_submission(path, source_nb)
+        except Exception as error:  # noqa: BLE001 - an unreadable notebook is reported, not a crash
+            print(f"{path}: cannot be read as a notebook ({type(error).__name__}: {error}).")
+            bad += 1
+            continue
+        if report.ok:
+            state = "repaired" if repair and report.path.with_name(report.path.name + ".bak").exists() else "ok"
+            print(f"{student:>12}  {assignment:<28} {state}")
+        else:
+            bad += 1
+            print(report.message())
+    return 1 if bad else 0
