@@ -15,12 +15,10 @@ nbgrader source notebook) only add metadata or swap an exercise cell's code ther
 
 from __future__ import annotations
 
-import ast
 import inspect
 import os
 import re
 import tempfile
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,8 +41,6 @@ HEADER_KEYS = ("difficulty", "importance", "time", "build")
 MARKERS = ("header", "markdown", "code", "setup", "exercise", "hint", "solution", "faq")
 DOC_LINK = re.compile(r"https://docs\.pytorch\.org/docs/stable/generated/([A-Za-z0-9_.]+)\.html")
 ROLES = ("setup", "exercise", "check", "hint", "other")
-VARIANTS = ("learner", "solved", "nbgrader")
-BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 
 
 class SourceError(ValueError):
@@ -299,10 +295,8 @@ def stuck_cell(name: str) -> str:
 
 
 def build_cells(source: ChapterSource, variant: str = "learner") -> list[CellSpec]:
-    """Every cell of a chapter notebook, for ``variant`` "learner" (stubs), "solved" (reference) or
-    "nbgrader" (the stubs with the reference body of each placeholder in an nbgrader solution region:
-    ``nbgrader generate_assignment`` turns it back into the learner notebook)."""
-    if variant not in VARIANTS:
+    """Every cell of a chapter notebook, for ``variant`` "learner" (stubs) or "solved" (reference)."""
+    if variant not in ("learner", "solved"):
         raise ValueError(f"unknown variant {variant!r}")
     cells = [
         CellSpec("markdown", header_markdown(source)),
@@ -320,12 +314,7 @@ def build_cells(source: ChapterSource, variant: str = "learner") -> list[CellSpe
             cells.append(CellSpec("code", block.text, "setup"))
         elif block.kind == "exercise":
             name = block.name
-            if variant == "learner":
-                code = block.text
-            elif variant == "nbgrader":
-                code = nbgrader_solution_source(block.text, reference_source(name, source), name)
-            else:
-                code = reference_source(name, source)
+            code = block.text if variant == "learner" else reference_source(name, source)
             cells.append(CellSpec("code", code, "exercise", name))
             cells.append(CellSpec("code", f"check({name})", "check", name))
             cells.append(CellSpec("code", stuck_cell(name), "hint", name))
@@ -343,9 +332,7 @@ def make_notebook(source: ChapterSource, variant: str = "learner") -> nbformat.N
         "workbook": {"chapter": source.chapter.stem, "variant": variant},
     }
     for index, spec in enumerate(build_cells(source, variant)):
-        meta: dict = {"workbook": {"role": spec.role, "exercise": spec.exercise}}
-        if variant == "nbgrader":
-            meta["nbgrader"] = nbgrader_metadata(spec, cell_id=f"ch{source.number}-{index:03d}")
+        meta = {"workbook": {"role": spec.role, "exercise": spec.exercise}}
         cell_id = f"ch{source.number}-{index:03d}"
         if spec.cell_type == "markdown":
             cell = nbformat.v4.new_markdown_cell(spec.source, metadata=meta, id=cell_id)
@@ -354,71 +341,6 @@ def make_notebook(source: ChapterSource, variant: str = "learner") -> nbformat.N
         nb.cells.append(cell)
     nbformat.validate(nb)
     return nb
-
-
-def nbgrader_metadata(spec: CellSpec, cell_id: str) -> dict:
-    """nbgrader cell metadata: exercise cells are solution cells, everything else is read-only.
-
-    (Grading cells are left to the course builder: ``check(NAME)`` reports, it does not raise.)
-    """
-    base = {"schema_version": 3, "grade_id": cell_id, "grade": False, "points": 0}
-    if spec.role == "exercise":
-        return {**base, "grade_id": f"{spec.exercise}-solution", "solution": True, "locked": False, "task": False}
-    return {**base, "solution": False, "locked": True, "task": False}
-
-
-def _functions(tree: ast.AST, prefix: str = "") -> dict[str, ast.FunctionDef]:
-    """Every function and method of a module by qualified name (``MultiHeadAttention.forward``)."""
-    found: dict[str, ast.FunctionDef] = {}
-    for node in getattr(tree, "body", []):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            found[prefix + node.name] = node
-        elif isinstance(node, ast.ClassDef):
-            found.update(_functions(node, f"{prefix}{node.name}."))
-    return found
-
-
-def nbgrader_solution_source(stub: str, reference: str, name: str = "?") -> str:
-    """The stub with each placeholder replaced by the reference body of the same function, inside
-    ``### BEGIN SOLUTION`` / ``### END SOLUTION``. nbgrader's ClearSolutions (default code stub)
-    turns it back into ``stub`` exactly; running it gives the reference behaviour."""
-    stub_lines = stub.split("\n")
-    ref_lines = reference.split("\n")
-    stub_functions = _functions(ast.parse(stub))
-    ref_functions = _functions(ast.parse(reference))
-    out: list[str] = []
-    i = 0
-    while i < len(stub_lines):
-        line = stub_lines[i]
-        if line.strip() == "# YOUR CODE HERE" and i + 1 < len(stub_lines) and stub_lines[i + 1].strip() == "raise NotImplementedError()":
-            indent = line[: len(line) - len(line.lstrip())]
-            owner = [q for q, f in stub_functions.items() if f.lineno <= i + 1 <= f.end_lineno]
-            if not owner:
-                raise SourceError(f"{name}: a placeholder outside any function in the stub")
-            qualified = max(owner, key=len)  # the innermost function
-            if qualified not in ref_functions:
-                raise SourceError(f"{name}: the stub has {qualified}, the reference does not")
-            ref = ref_functions[qualified]
-            body = ref.body[1:] if _is_docstring(ref.body[0]) and len(ref.body) > 1 else ref.body
-            given = {ast.unparse(st) for st in stub_functions[qualified].body if not _is_docstring(st)}
-            while len(body) > 1 and ast.unparse(body[0]) in given:
-                body = body[1:]  # a line the stub already has (super().__init__()) is not part of the solution
-            start = body[0].lineno - 1
-            while start > ref.lineno and ref_lines[start - 1].strip().startswith("#"):
-                start -= 1  # keep comment lines right above the first statement
-            code = textwrap.dedent("\n".join(ref_lines[start : ref.end_lineno]))
-            out.append(indent + BEGIN_SOLUTION)
-            out.extend((indent + l) if l.strip() else "" for l in code.split("\n"))
-            out.append(indent + END_SOLUTION)
-            i += 2
-        else:
-            out.append(line)
-            i += 1
-    return "\n".join(out)
-
-
-def _is_docstring(node: ast.stmt) -> bool:
-    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
 
 
 def render(nb: nbformat.NotebookNode) -> str:

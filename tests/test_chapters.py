@@ -220,31 +220,3 @@ def test_mine_or_reference_never_returns_a_stub(tmp_path, monkeypatch):
     assert picked is learner.reference("FeedForwardNetwork")
     exec(learner.STANDARD_PRELUDE + notebooks.reference_source("FeedForwardNetwork"), namespace)
     assert learner.mine_or_reference("FeedForwardNetwork", namespace) is namespace["FeedForwardNetwork"]
-
-
-# --------------------------------------------------------------------------------------------------
-# The nbgrader variant: the same source, solution regions marked
-# --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("stem", WRITTEN)
-def test_nbgrader_clears_back_to_the_learner_notebook_and_its_solution_passes(stem, tmp_path, monkeypatch):
-    from nbgrader.preprocessors import ClearSolutions
-
-    from checks import check, learner
-
-    monkeypatch.setenv("WORKBOOK_HOME", str(tmp_path))
-    source = notebooks.load_source(stem)
-    release = notebooks.make_notebook(source, "nbgrader")
-    assert all("nbgrader" in c.metadata for c in release.cells)
-    cleared, _ = ClearSolutions().preprocess(nbformat.from_dict(release), {})
-    learner_nb = notebooks.make_notebook(source, "learner")
-    assert [c.source for c in cleared.cells] == [c.source for c in learner_nb.cells]
-
-    namespace = {name: learner.reference(name) for name in source.uses}
-    exec(learner.STANDARD_PRELUDE, namespace)
-    for cell in release.cells:
-        if cell.metadata["workbook"]["role"] == "exercise":
-            assert notebooks.BEGIN_SOLUTION in cell.source
-            exec(cell.source, namespace)
-            name = cell.metadata["workbook"]["exercise"]
-            result = check(namespace[name], name)
-            assert result.state == "passed", str(result)
