@@ -15,10 +15,11 @@ only calls of ``check(`` / ``hint(`` / ``solution(``, and, unless ``all_cells=Tr
 part). Shell and magic lines (``!pip ...``, ``%matplotlib ...``) are dropped; a cell that starts with
 a cell magic other than ``%%time`` / ``%%capture`` is skipped.
 
-Isolation and speed. A process that imports torch costs 1-2 s, so the chapters' processes are not
-started from scratch: on Linux they are forked from the calling process once it has imported torch,
-matplotlib and the checker (no learner code ever runs in it); elsewhere from ``multiprocessing``'s
-fork server with the same modules preloaded (``spawn`` where there is no fork, e.g. Windows).
+Isolation and speed. A process that imports torch costs 1-2 s, so on Linux the chapters' processes
+are forked from the calling process once it has imported torch, matplotlib and the checker (no
+learner code ever runs in it): a fork costs milliseconds. Where forking is not safe (macOS, Windows,
+or a caller with other threads running) each chapter gets a fresh ``python -m
+checks.notebook_runner`` instead: slower, just as isolated.
 Each chapter still gets its own process: its namespace, ``sys.exit``, a crash or a hang cannot touch
 another chapter. Time limits: a cell may run ``timeout`` seconds, then it is interrupted and the
 next cell runs (the cells of one notebook get ``2 * timeout`` in all; later cells are then skipped);
@@ -34,6 +35,7 @@ import linecache
 import multiprocessing
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import threading
@@ -304,23 +306,63 @@ def run_chapter(job: dict, result_path: str, capture_path: str) -> None:
 # --------------------------------------------------------------------------------------------------
 # The calling side: one process per chapter, a few at a time
 # --------------------------------------------------------------------------------------------------
-def _context() -> Any:
-    """How chapter processes start: forked from this process on Linux (it imported torch already, so
-    a fork costs milliseconds), else forked from a fresh fork server, else spawned (Windows)."""
+def _can_fork() -> bool:
+    """Forking this process is safe and cheap: Linux, and no other thread that could hold a lock."""
+    return (sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+            and threading.active_count() == 1)
+
+
+class _Subprocess:
+    """A chapter's process started from scratch (``python -m checks.notebook_runner``): the fallback
+    where forking is not safe. Same interface as ``multiprocessing.Process`` for what we use."""
+
+    def __init__(self, payload: dict, result_path: str, capture_path: str) -> None:
+        job_path = result_path + ".job.json"
+        Path(job_path).write_text(json.dumps(payload), encoding="utf-8")
+        self._args = [sys.executable, "-m", "checks.notebook_runner", job_path, result_path, capture_path]
+        self._popen: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self._popen = subprocess.Popen(self._args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+
+    def is_alive(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    def kill(self) -> None:
+        if self._popen is not None:
+            self._popen.kill()
+
+    def join(self) -> None:
+        if self._popen is not None:
+            self._popen.wait()
+
+    @property
+    def exitcode(self) -> int | None:
+        return None if self._popen is None else self._popen.returncode
+
+
+def _start(payload: dict, result_path: str, capture_path: str) -> Any:
+    """Start one chapter's process: a fork of this one when that is safe, else a fresh interpreter."""
+    if _can_fork():
+        process = multiprocessing.get_context("fork").Process(
+            target=run_chapter, args=(payload, result_path, capture_path), daemon=True)
+    else:
+        process = _Subprocess(payload, result_path, capture_path)
+    process.start()
+    return process
+
+
+def _preload() -> None:
+    """Import torch, matplotlib and the checker once here, so that forked chapters need not."""
     os.environ.setdefault("MPLBACKEND", "Agg")  # figures never open a window while grading
-    methods = multiprocessing.get_all_start_methods()
-    if sys.platform.startswith("linux") and "fork" in methods and threading.active_count() == 1:
-        for name in PRELOAD:  # imported once here instead of once per chapter
-            try:
-                importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - a chapter process will report it when it matters
-                pass
-        return multiprocessing.get_context("fork")
-    if "forkserver" in methods:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(PRELOAD)
-        return ctx
-    return multiprocessing.get_context("spawn")
+    if not _can_fork():
+        return
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a chapter process will report it when it matters
+            pass
 
 
 def _tail(path: Path) -> str:
@@ -364,7 +406,7 @@ def grade_chapters(jobs: list[ChapterJob], timeout: float = 60.0, workers: int |
         return results  # type: ignore[return-value]
 
     workers = workers or max(1, min(2, os.cpu_count() or 1))
-    ctx = _context()
+    _preload()
     with tempfile.TemporaryDirectory(prefix="workbook-check-") as tmp:
         running: dict[int, tuple[Any, float, float]] = {}  # job index -> (process, start, limit)
         queue = sorted(pending, key=lambda i: -CHAPTER_ORDER.get(jobs[i].stem, 0))  # heavy ones first
@@ -374,9 +416,7 @@ def grade_chapters(jobs: list[ChapterJob], timeout: float = 60.0, workers: int |
                 job = jobs[i]
                 payload = asdict(job)
                 payload["timeout"] = timeout
-                process = ctx.Process(target=run_chapter, name=f"workbook-check-{job.stem}",
-                                      args=(payload, f"{tmp}/{i}.json", f"{tmp}/{i}.out"), daemon=True)
-                process.start()
+                process = _start(payload, f"{tmp}/{i}.json", f"{tmp}/{i}.out")
                 running[i] = (process, time.monotonic(), 2 * timeout + check_time * len(job.exercises) + 10)
             time.sleep(0.02)
             for i, (process, started, limit) in list(running.items()):
@@ -413,3 +453,15 @@ def _collect(job: ChapterJob, tmp: Path, i: int, exitcode: int | None, elapsed: 
     data["seconds"] = round(elapsed, 3)
     data["output_tail"] = tail
     return data
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m checks.notebook_runner JOB.json RESULT.json CAPTURE``: grade one chapter."""
+    job_path, result_path, capture_path = argv
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    run_chapter(json.loads(Path(job_path).read_text(encoding="utf-8")), result_path, capture_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

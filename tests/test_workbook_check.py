@@ -263,3 +263,22 @@ def test_real_chapter_notebooks_are_graded_without_change() -> None:
     states = {(c["chapter"], e["exercise"]): e["state"] for c in data["chapters"] for e in c["exercises"]}
     assert set(states.values()) == {"not attempted"}, states
     assert proc.returncode == 1
+
+
+def test_fresh_interpreter_fallback_when_forking_is_unsafe(learner_dir: Path, capsys) -> None:
+    """With another thread running (or off Linux) each chapter gets a fresh ``python -m
+    checks.notebook_runner`` instead of a fork: same results."""
+    import threading
+
+    stop = threading.Event()
+    helper = threading.Thread(target=stop.wait, daemon=True)
+    helper.start()
+    try:
+        code = main(["check", "01", "02", "--dir", str(learner_dir), "--json"])
+    finally:
+        stop.set()
+    data = json.loads(capsys.readouterr().out)
+    assert code == 1
+    states = [(c["chapter"], c["exercises"][0]["state"]) for c in data["chapters"]]
+    assert states == [("01_embeddings", "passed"), ("02_positional_encoding", "not attempted")]
+    assert "sys.exit(3)" in data["chapters"][0]["cell_errors"][0]["error"]
