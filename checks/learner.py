@@ -85,6 +85,17 @@ class Shown:
         )
 
 
+def _show(shown: Shown) -> Shown | None:
+    """In a notebook: display now (so it shows even when it is not the cell's last line) and return
+    None; elsewhere (terminal, ``workbook hint``): return it, to be printed."""
+    if _in_notebook():
+        from IPython.display import display
+
+        display(shown)
+        return None
+    return shown
+
+
 # --------------------------------------------------------------------------------------------------
 # Hints and solutions
 # --------------------------------------------------------------------------------------------------
@@ -111,7 +122,7 @@ def hint(obj_or_name: Any, number: int | None = None) -> Shown:
     else:
         more = f"Run `hint({name})` again for the next one ({len(hints) - number} more)."
     title = f"Hint {number} of {len(hints)} for {name}"
-    return Shown(title, f"{text}\n\n{more}", _markdown_to_html(text) + _markdown_to_html(more))
+    return _show(Shown(title, f"{text}\n\n{more}", _markdown_to_html(text) + _markdown_to_html(more)))
 
 
 def solution(obj_or_name: Any) -> Shown:
@@ -131,7 +142,7 @@ def solution(obj_or_name: Any) -> Shown:
         plain = highlight(code, PythonLexer(), TerminalFormatter()) if _terminal_colours() else code
     except ImportError:
         body, plain = f"<pre>{html.escape(code)}</pre>", code
-    return Shown(title, plain, body)
+    return _show(Shown(title, plain, body))
 
 
 def _terminal_colours() -> bool:

@@ -145,3 +145,21 @@ def test_the_workbook_command_runs_as_a_program(tmp_path):
     result = subprocess.run([sys.executable, "-m", "checks.cli", "status"], capture_output=True, text=True, env=env, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "MultiHeadAttention" in result.stdout and "not attempted" in result.stdout
+
+
+def test_hint_and_solution_render_in_a_notebook_and_are_recorded(home, tmp_path):
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("from checks.learner import hint, solution"),
+        nbformat.v4.new_code_cell("hint('PositionalEncoding')\nanswer = 42"),  # not the last line: still shown
+        nbformat.v4.new_code_cell("solution('PositionalEncoding')"),
+    ]
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    hint_html = nb.cells[1].outputs[0]["data"]["text/html"]
+    assert "Hint 1 of 3 for PositionalEncoding" in hint_html and "<code>" in hint_html  # Markdown rendered
+    solution_html = nb.cells[2].outputs[0]["data"]["text/html"]
+    assert "register_buffer" in solution_html and "<span" in solution_html  # highlighted
+    entry = json.loads((home / "progress.json").read_text())["exercises"]["PositionalEncoding"]
+    assert entry["hints"] == 1 and entry["solution"] is True
