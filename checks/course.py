@@ -236,7 +236,7 @@ def _nbgrader(grade_id: str, *, solution: bool = False, grade: bool = False, loc
     return meta
 
 
-def test_cell_id(name: str) -> str:
+def grade_cell_id(name: str) -> str:
     """The nbgrader ``grade_id`` of an exercise's autograded test cell (a column of the grades)."""
     return f"test_{name}"
 
@@ -255,7 +255,7 @@ def source_notebook(stem_or_number: str | int, points: float = DEFAULT_POINTS) -
             cell.metadata["nbgrader"] = _nbgrader(name, solution=True)
         elif role == "check":
             cell.source = cell.source + "\n" + hidden_test_code(name)
-            cell.metadata["nbgrader"] = _nbgrader(test_cell_id(name), grade=True, locked=True, points=points)
+            cell.metadata["nbgrader"] = _nbgrader(grade_cell_id(name), grade=True, locked=True, points=points)
         elif role == "hint" or (role == "setup" and cell.source == earlier):
             continue  # the learner edits these (uncomments a hint, sets use_my_work)
         else:  # the text, the setup, the chapter's demos and figures

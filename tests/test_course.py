@@ -1,0 +1,334 @@
+"""The classroom (issue 5): an nbgrader course built from the chapter sources, graded with real nbgrader.
+
+Fast tests check the course files and the solution/hidden regions in-process (with nbgrader's own
+preprocessors and the checker); the end-to-end tests run the nbgrader command line a teacher runs:
+generate_assignment -> autograde -> generate_feedback -> export, and read the SQLite gradebook.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import html
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from checks.chapters import chapter
+from checks.cli import main as workbook
+from checks.course import (
+    BEGIN_HIDDEN,
+    END_HIDDEN,
+    assert_passes,
+    source_notebook,
+    grade_cell_id,
+)
+from checks.notebooks import CHAPTERS_DIR, available_chapters, learner_notebook_text, load_source, make_notebook
+
+AVAILABLE = [ch.stem for ch in available_chapters()]
+
+# One known bug per chapter: (exercise, text of the reference, what the buggy student wrote).
+BUGS = {
+    "00_introduction": ("softmax", "return e / e.sum(dim=dim, keepdim=True)", "return e / e.sum()"),
+    "03_attention": ("scaled_dot_product_attention", " / math.sqrt(d_k)", ""),
+    "06_layer_norm": ("LayerNorm", "correction=0", "correction=1"),
+    "07_encoder": ("Encoder", "self.dropout(self.positional_encoding(self.embedding(src)))",
+                   "self.dropout(self.embedding(src))"),
+    "10_training": ("LabelSmoothingLoss", "return loss[keep].mean()", "return loss.mean()"),
+}
+# The end-to-end matrix: at least three chapters, and the two-exercise ones when they exist.
+E2E_CHAPTERS = [s for s in ("00_introduction", "03_attention", "06_layer_norm", "07_encoder", "10_training")
+                if s in AVAILABLE]
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------
+def nbgrader(course: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run the nbgrader command line in the course folder, as a teacher does."""
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def without_solution_markers(text: str) -> str:
+    """An exercise cell of the source notebook as a student who solved it would have it."""
+    return "\n".join(line for line in text.split("\n") if "### BEGIN SOLUTION" not in line
+                     and "### END SOLUTION" not in line)
+
+
+def hidden_lines(nb: nbformat.NotebookNode) -> list[str]:
+    """Every non-empty line of every hidden test region of a source notebook, delimiters included."""
+    out = []
+    for cell in nb.cells:
+        inside = False
+        for line in cell.source.split("\n"):
+            if BEGIN_HIDDEN in line:
+                inside = True
+            if inside and line.strip():
+                out.append(line.strip())
+            if END_HIDDEN in line:
+                inside = False
+    return out
+
+
+def cell_of(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def solved(release: nbformat.NotebookNode, source: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The release notebook with every exercise cell filled in with the reference (by cell id)."""
+    nb = copy.deepcopy(release)
+    by_id = {c.id: c for c in source.cells}
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            cell.source = without_solution_markers(by_id[cell.id].source)
+    return nb
+
+
+def with_bug(nb: nbformat.NotebookNode, name: str, old: str, new: str) -> nbformat.NotebookNode:
+    nb = copy.deepcopy(nb)
+    cell = cell_of(nb, name)
+    assert old in cell.source, f"the reference of {name} changed: update BUGS in this test"
+    cell.source = cell.source.replace(old, new)
+    return nb
+
+
+def hanging(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
+    """A student whose exercise cell never finishes (a debugging loop left at the top)."""
+    nb = copy.deepcopy(nb)
+    cell = cell_of(nb, name)
+    cell.source = "while True:  # wait for it...\n    pass\n\n" + cell.source
+    return nb
+
+
+def without_test_cell(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != grade_cell_id(name)]
+    return nb
+
+
+def stripped(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        cell.metadata.pop("nbgrader", None)
+    return nb
+
+
+def submit(course: Path, student: str, stem: str, nb: nbformat.NotebookNode) -> Path:
+    path = course / "submitted" / student / stem / f"{stem}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return path
+
+
+def scores(course: Path, stem: str, student: str) -> dict[str, tuple[float, float]]:
+    """grade_id -> (score, max_score) from the SQLite gradebook."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        notebook = gradebook.find_submission_notebook(stem, stem, student)
+        return {g.name: (g.score, g.max_score) for g in notebook.grades}
+
+
+def page_text(path: Path) -> str:
+    """The visible text of an HTML page (tags removed, entities decoded)."""
+    raw = path.read_text(encoding="utf-8")
+    raw = re.sub(r"<(script|style)\b.*?</\1>", " ", raw, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", "", raw))
+
+
+def assert_no_hidden_code(page: Path, source: nbformat.NotebookNode) -> None:
+    raw, text = page.read_text(encoding="utf-8"), page_text(page)
+    for line in hidden_lines(source):
+        assert line not in text and line not in raw, f"{page.name} shows hidden test code: {line!r}"
+    for word in ("HIDDEN TESTS", "assert_passes", "checks/course.py", "Traceback"):
+        assert word not in text, f"{page.name} shows {word!r}"
+
+
+def new_course(tmp_path: Path, stems: list[str], timeout: int = 120) -> Path:
+    course = tmp_path / "course"
+    assert workbook(["course", str(course), "--chapters", *stems, "--timeout", str(timeout)]) == 0
+    return course
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast: the course files
+# --------------------------------------------------------------------------------------------------
+def test_workbook_course_writes_config_and_every_chapter(tmp_path, capsys):
+    course = tmp_path / "course"
+    assert workbook(["course", str(course), "--timeout", "45", "--points", "2"]) == 0
+    config = (course / "nbgrader_config.py").read_text()
+    assert "c.Execute.timeout = 45" in config
+    assert "c.OverwriteCells.add_missing_cells = True" in config
+    assert "checks.nbgrader_ext.HideHiddenTests" in config
+    written = sorted(p.parent.name for p in (course / "source").glob("*/*.ipynb"))
+    assert written == AVAILABLE
+    for stem in AVAILABLE:
+        nb = nbformat.read(str(course / "source" / stem / f"{stem}.ipynb"), as_version=4)
+        for name in chapter(stem).exercises:
+            solution = cell_of(nb, name)
+            assert solution.metadata.nbgrader["solution"] and "### BEGIN SOLUTION" in solution.source
+            test = cell_of(nb, grade_cell_id(name))
+            meta = test.metadata.nbgrader
+            assert meta["grade"] and meta["locked"] and meta["points"] == 2
+            assert test.source.startswith(f"check({name})\n{BEGIN_HIDDEN}\n")
+            assert f'"{name}"' in test.source and test.source.endswith(END_HIDDEN)
+    assert "Wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("stem", AVAILABLE)
+def test_nbgrader_turns_the_source_back_into_the_chapter(stem):
+    """nbgrader's own ClearSolutions and ClearHiddenTests give the learner notebook, cell for cell."""
+    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+
+    nb = source_notebook(stem)
+    resources: dict = {}
+    nb, resources = ClearSolutions().preprocess(nb, resources)
+    nb, resources = ClearHiddenTests().preprocess(nb, resources)
+    learner = make_notebook(load_source(stem), "learner")
+    assert [(c.cell_type, c.source) for c in nb.cells] == [(c.cell_type, c.source) for c in learner.cells]
+    committed = CHAPTERS_DIR / f"{stem}.ipynb"
+    if committed.exists() and committed.read_text(encoding="utf-8") == learner_notebook_text(stem):
+        on_disk = nbformat.read(str(committed), as_version=4)
+        assert [(c.cell_type, c.source) for c in nb.cells] == [(c.cell_type, c.source) for c in on_disk.cells]
+
+
+@pytest.mark.parametrize("stem", AVAILABLE)
+def test_solution_regions_pass_the_hidden_tests(stem):
+    """Each solution region is a correct answer: the hidden test of every exercise passes on the
+    source notebook (setup and exercise cells run in-process, as the kernel would)."""
+    nb = source_notebook(stem)
+    namespace: dict = {"__name__": "__main__"}
+    for cell in nb.cells:
+        role = cell.metadata["workbook"]["role"]
+        if role in ("setup", "exercise"):
+            exec(compile(cell.source, f"<{stem} cell {cell.id}>", "exec"), namespace)  # noqa: S102
+    for name in chapter(stem).exercises:
+        assert assert_passes(name, namespace).passed
+
+
+@pytest.mark.parametrize("stem", [s for s in BUGS if s in AVAILABLE])
+def test_the_known_bugs_fail_with_the_checkers_message(stem):
+    name, old, new = BUGS[stem]
+    nb = source_notebook(stem)
+    namespace: dict = {"__name__": "__main__"}
+    for cell in nb.cells:
+        role = cell.metadata["workbook"]["role"]
+        code = cell.source.replace(old, new) if cell.metadata["workbook"]["exercise"] == name else cell.source
+        if role in ("setup", "exercise"):
+            exec(compile(code, f"<{stem} cell {cell.id}>", "exec"), namespace)  # noqa: S102
+    with pytest.raises(AssertionError, match=rf"^{name}: failed\.\n"):
+        assert_passes(name, namespace)
+    for other in chapter(stem).exercises:
+        if other != name:
+            assert assert_passes(other, namespace).passed
+
+
+def test_assert_passes_on_a_missing_name_says_not_attempted():
+    with pytest.raises(AssertionError, match="softmax: not attempted"):
+        assert_passes("softmax", {})
+
+
+def test_stripped_metadata_is_reported_then_repaired(tmp_path, capsys):
+    course = new_course(tmp_path, ["03"])
+    source = nbformat.read(str(course / "source/03_attention/03_attention.ipynb"), as_version=4)
+    intact = submit(course, "ann", "03_attention", source)
+    broken = submit(course, "ben", "03_attention", stripped(source))
+    assert workbook(["course", str(course), "--check"]) == 1
+    out = capsys.readouterr().out
+    assert "lost the nbgrader metadata" in out and str(broken) in out and "--repair" in out
+    assert workbook(["course", str(course), "--repair"]) == 0
+    assert broken.with_name(broken.name + ".bak").exists() and not intact.with_name(intact.name + ".bak").exists()
+    repaired = nbformat.read(str(broken), as_version=4)
+    assert [c.metadata.get("nbgrader") for c in repaired.cells] == [c.metadata.get("nbgrader") for c in source.cells]
+    assert workbook(["course", str(course), "--check"]) == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# End to end with the nbgrader command line
+# --------------------------------------------------------------------------------------------------
+def test_course_end_to_end_chapter_00(tmp_path):
+    """generate -> autograde (a correct and a buggy student) -> gradebook -> feedback -> CSV."""
+    stem = "00_introduction"
+    course = new_course(tmp_path, [stem])
+    done = nbgrader(course, "generate_assignment", stem)
+    assert done.returncode == 0, done.stderr
+    release = nbformat.read(str(course / "release" / stem / f"{stem}.ipynb"), as_version=4)
+    chapter_nb = nbformat.read(str(CHAPTERS_DIR / f"{stem}.ipynb"), as_version=4)
+    assert [(c.cell_type, c.source) for c in release.cells] == [(c.cell_type, c.source) for c in chapter_nb.cells]
+
+    source = nbformat.read(str(course / "source" / stem / f"{stem}.ipynb"), as_version=4)
+    name, old, new = BUGS[stem]
+    submit(course, "alice", stem, solved(release, source))
+    submit(course, "bob", stem, with_bug(solved(release, source), name, old, new))
+    done = nbgrader(course, "autograde", stem)
+    assert done.returncode == 0, done.stderr
+    assert scores(course, stem, "alice") == {"test_softmax": (1.0, 1.0)}
+    assert scores(course, stem, "bob") == {"test_softmax": (0.0, 1.0)}
+
+    done = nbgrader(course, "generate_feedback", stem)
+    assert done.returncode == 0, done.stderr
+    page = course / "feedback" / "bob" / stem / f"{stem}.html"
+    text = page_text(page)
+    assert re.search(r"Score:\s*0(\.0)?\s*/\s*1(\.0)?", text), "the feedback shows no score"
+    assert "softmax: failed." in text and "Likely cause" in text  # the checker's diagnosis
+    assert_no_hidden_code(page, source)
+
+    done = nbgrader(course, "export", "--to", str(tmp_path / "grades.csv"))
+    assert done.returncode == 0, done.stderr
+    rows = {r["student_id"]: r for r in csv.DictReader(open(tmp_path / "grades.csv"))}
+    assert float(rows["alice"]["score"]) == 1.0 and float(rows["bob"]["score"]) == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", E2E_CHAPTERS)
+def test_course_grades_every_kind_of_submission(tmp_path, stem):
+    """For one chapter: correct, one known bug, untouched, a deleted test cell, a hang, stripped
+    metadata; all graded in one `nbgrader autograde`, scores read from the gradebook."""
+    timeout = 30
+    course = new_course(tmp_path, [stem], timeout=timeout)
+    assert nbgrader(course, "generate_assignment", stem).returncode == 0
+    release = nbformat.read(str(course / "release" / stem / f"{stem}.ipynb"), as_version=4)
+    committed = CHAPTERS_DIR / f"{stem}.ipynb"
+    if committed.exists():
+        on_disk = nbformat.read(str(committed), as_version=4)
+        assert [(c.cell_type, c.source) for c in release.cells] == [(c.cell_type, c.source) for c in on_disk.cells]
+    source = nbformat.read(str(course / "source" / stem / f"{stem}.ipynb"), as_version=4)
+    exercises = chapter(stem).exercises
+    buggy, old, new = BUGS[stem]
+    last = exercises[-1]
+    good = solved(release, source)
+    submit(course, "correct", stem, good)
+    submit(course, "buggy", stem, with_bug(good, buggy, old, new))
+    submit(course, "untouched", stem, release)
+    submit(course, "deleter", stem, without_test_cell(good, exercises[0]))
+    submit(course, "hanger", stem, hanging(good, last))
+    submit(course, "stripper", stem, stripped(good))
+
+    done = nbgrader(course, "autograde", stem)
+    assert done.returncode != 0  # the stripped one is reported ...
+    assert "lost the nbgrader metadata" in done.stderr and "workbook course . --repair" in done.stderr
+    full = {grade_cell_id(n): (1.0, 1.0) for n in exercises}
+    assert scores(course, stem, "correct") == full  # ... and the others are graded all the same
+    assert scores(course, stem, "buggy") == {**full, grade_cell_id(buggy): (0.0, 1.0)}
+    assert scores(course, stem, "untouched") == {k: (0.0, 1.0) for k in full}
+    assert scores(course, stem, "deleter") == full
+    assert scores(course, stem, "hanger") == {**full, grade_cell_id(last): (0.0, 1.0)}
+    graded = nbformat.read(str(course / "autograded/hanger" / stem / f"{stem}.ipynb"), as_version=4)
+    assert any(o.get("ename") == "CellTimeoutError" for o in cell_of(graded, last).outputs)
+    restored = nbformat.read(str(course / "autograded/deleter" / stem / f"{stem}.ipynb"), as_version=4)
+    assert "was missing from the submission" in cell_of(restored, grade_cell_id(exercises[0])).source
+
+    assert nbgrader(course, "generate_feedback", stem).returncode == 0
+    for student in ("correct", "buggy", "untouched", "deleter", "hanger"):
+        assert_no_hidden_code(course / "feedback" / student / stem / f"{stem}.html", source)
+    assert f"{buggy}: failed." in page_text(course / "feedback" / "buggy" / stem / f"{stem}.html")
+
+    assert nbgrader(course, "export", "--to", str(tmp_path / "grades.csv")).returncode == 0
+    rows = {r["student_id"]: float(r["score"]) for r in csv.DictReader(open(tmp_path / "grades.csv"))}
+    n = len(exercises)
+    assert rows["correct"] == n and rows["buggy"] == n - 1 and rows["untouched"] == 0
