@@ -51,7 +51,7 @@ from checks.chapters import CHAPTERS, Chapter
 RUN_ROLES = ("setup", "exercise")  # tagged roles that run; untagged cells run too
 SKIP_ROLES = ("check", "hint")
 BODY_MAGICS = ("%%time", "%%capture")  # cell magics whose body is plain Python
-CALL_ONLY = re.compile(r"^\s*(check|hint|solution)\s*\(.*\)\s*;?\s*(#.*)?$")
+CALL_ONLY = re.compile(r"^(check|hint|solution)\s*\(.*\)\s*;?\s*(#.*)?$")  # at column 0 only
 CALLS_HELPER = re.compile(r"\b(check|hint|solution)\s*\(")
 DEFINES = re.compile(r"^\s*(def|class)\s+([A-Za-z_]\w*)", re.MULTILINE)
 OUTPUT_LIMIT = 64 * 1024 * 1024  # bytes of prints a chapter may write before writes fail
@@ -89,17 +89,27 @@ class ChapterJob:
 def clean_source(source: str) -> str | None:
     """The Python to run for one cell, or None when nothing is left to run.
 
-    Drops shell (``!``) and line-magic (``%``) lines and lines that only call check/hint/solution.
+    Shell (``!``) and magic (``%``) lines and top-level lines that only call check/hint/solution are
+    blanked (an indented one becomes ``pass``), so line numbers in error messages still match the cell.
     """
     lines = source.splitlines()
     if lines and lines[0].lstrip().startswith("%%"):
         if lines[0].split()[0] not in BODY_MAGICS:
             return None  # %%bash, %%writefile...: not Python
-        lines = lines[1:]
-    kept = [line for line in lines
-            if not line.lstrip().startswith(("!", "%")) and not CALL_ONLY.match(line)]
+        lines[0] = ""
+    kept = []
+    for line in lines:
+        stripped = line.lstrip()
+        if stripped.startswith(("!", "%")):
+            indent = line[: len(line) - len(stripped)]
+            line = f"{indent}pass" if indent else ""
+        elif CALL_ONLY.match(line):
+            line = ""
+        kept.append(line)
     code = "\n".join(kept)
-    return code if code.strip() else None
+    if not code.strip() or all(not l.strip() or l.strip() == "pass" or l.lstrip().startswith("#") for l in kept):
+        return None
+    return code
 
 
 def load_notebook(path: Path) -> dict:

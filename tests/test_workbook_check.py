@@ -282,3 +282,12 @@ def test_fresh_interpreter_fallback_when_forking_is_unsafe(learner_dir: Path, ca
     states = [(c["chapter"], c["exercises"][0]["state"]) for c in data["chapters"]]
     assert states == [("01_embeddings", "passed"), ("02_positional_encoding", "not attempted")]
     assert "sys.exit(3)" in data["chapters"][0]["cell_errors"][0]["error"]
+
+
+def test_magics_and_helper_calls_are_blanked_keeping_line_numbers() -> None:
+    from checks.notebook_runner import clean_source
+
+    assert clean_source("%%time\nx = 1\nif x:\n    !ls\n    y = 2\ncheck(x)") == "\nx = 1\nif x:\n    pass\n    y = 2\n"
+    assert clean_source("%%bash\nls") is None  # a shell cell is not Python
+    assert clean_source("check(softmax)\n# hint(softmax)") is None
+    assert clean_source("def f():\n    check(x)") == "def f():\n    check(x)"  # only top-level calls go
