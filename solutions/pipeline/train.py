@@ -56,6 +56,7 @@ class TrainConfig:
     lr_factor: float = 1.0  # multiplies the schedule of equation 3
     eval_every: int = 400  # validation loss and BLEU every N steps (0: only at the end)
     eval_sentences: int = 200  # validation sentences decoded for BLEU at each evaluation
+    test_sentences: int | None = None  # test sentences translated at the end (None: all)
     checkpoint_every: int = 400  # write a checkpoint every N steps (and always at the end)
     average_last: int = 1  # average the weights of the last k checkpoints (section 6.1); 1 = none
     beam_size: int = 1  # final test decoding: 1 = greedy, >1 = beam search (section 6.1)
@@ -64,6 +65,7 @@ class TrainConfig:
     chapters_dir: str = "chapters"
     attention: str = "manual"  # "manual" (the contract's, with weights to plot) or "fused" (PyTorch SDPA)
     amp: bool = True  # mixed precision on CUDA
+    threads: int | None = None  # CPU threads for torch (None: 1 when the machine is busy, else torch's default)
     out_dir: str = "runs/numbers"
     device: str = "auto"
 
@@ -96,6 +98,16 @@ def pick_device(name: str = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def cpu_threads(requested: int | None, processes: int = 1) -> int:
+    """Threads for CPU training. Several threads per process only help when cores are free: on a
+    busy machine (or with several processes) their waiting for each other can make a step 10x slower."""
+    if requested:
+        return requested
+    cores = os.cpu_count() or 1
+    busy = os.getloadavg()[0] > cores / 2 if hasattr(os, "getloadavg") else False
+    return 1 if busy or processes > 1 else max(1, min(torch.get_num_threads(), cores))
 
 
 def setup_distributed(device: torch.device) -> tuple[int, int, torch.device]:
@@ -282,6 +294,7 @@ def train(config: TrainConfig, resume: bool = False, corpus: ParallelCorpus | No
     torch.manual_seed(config.seed)
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # tiny Adam statistics as subnormal floats slow CPUs badly
+        torch.set_num_threads(cpu_threads(config.threads, world))
 
     # Data and the shared BPE vocabulary (section 5.1)
     if corpus is None:
@@ -294,6 +307,7 @@ def train(config: TrainConfig, resume: bool = False, corpus: ParallelCorpus | No
                       if max(len(ex[0]), len(ex[1])) <= MAX_TOKENS_PER_SENTENCE]
     valid_examples = encode_pairs(tokenizer, corpus.valid)
     say(f"{corpus}; shared BPE vocabulary of {tokenizer.get_vocab_size()} tokens; device {device}"
+        + (f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else "")
         + (f" x {world} processes" if world > 1 else ""))
 
     # Model from the chosen parts, and the paper's optimiser, schedule and loss
@@ -447,10 +461,11 @@ def train(config: TrainConfig, resume: bool = False, corpus: ParallelCorpus | No
             atomic_save({**torch.load(last_path, map_location="cpu", weights_only=False),
                          "model": model.state_dict()}, out_dir / "averaged.pt")
         evaluate()
-        test_sources = [s for s, _ in corpus.test]
-        hyps = translate_batch(model, tokenizer, test_sources, assembly, device, beam_size=config.beam_size)
-        result.test = score(hyps, [t for _, t in corpus.test])
-        result.examples = [(s, t, h) for (s, t), h in zip(corpus.test, hyps)]
+        test_pairs = corpus.test[: config.test_sentences]
+        hyps = translate_batch(model, tokenizer, [s for s, _ in test_pairs], assembly, device,
+                               beam_size=config.beam_size)
+        result.test = score(hyps, [t for _, t in test_pairs])
+        result.examples = [(s, t, h) for (s, t), h in zip(test_pairs, hyps)]
         result.seconds = time.perf_counter() - wall_start
         with open(out_dir / "test_results.json", "w") as handle:
             json.dump({"step": step, **result.test, "seconds": result.seconds,

@@ -1,0 +1,143 @@
+"""`workbook train` / `workbook translate` end to end on tiny configurations: the paper's recipe,
+checkpoints that survive SIGKILL, exact resumption, averaging, plots, and the default run's target."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from checks.cli import main as workbook
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--num-train", "300", "--vocab-size", "300", "--d-model", "32", "--layers", "1", "--heads", "2",
+        "--d-ff", "64", "--max-tokens", "256", "--warmup", "20", "--parts", "reference", "--no-progress",
+        "--threads", "1", "--eval-sentences", "40", "--test-sentences", "40"]
+
+
+def read_log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_tiny_run_writes_checkpoints_plots_and_translates(tmp_path, capsys):
+    run = tmp_path / "run"
+    code = workbook(["train", *TINY, "--steps", "12", "--eval-every", "6", "--checkpoint-every", "6",
+                     "--average-last", "2", "--out", str(run)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Test set (40 sentences" in out and "exact match" in out and "workbook translate" in out
+    for name in ("last.pt", "averaged.pt", "log.jsonl", "loss.png", "lr.png", "attention.png", "test_results.json"):
+        assert (run / name).stat().st_size > 0, name
+
+    # the paper's recipe: Adam(0.9, 0.98, 1e-9) and lr = d^-0.5 * min(s^-0.5, s * warmup^-1.5)
+    state = torch.load(run / "last.pt", weights_only=False)
+    group = state["optimizer"]["param_groups"][0]
+    assert group["betas"] == (0.9, 0.98) and group["eps"] == 1e-9
+    steps = [r for r in read_log(run) if "loss" in r]
+    assert [r["step"] for r in steps] == list(range(1, 13))
+    for r in steps:
+        assert r["lr"] == pytest.approx(32**-0.5 * min(r["step"] ** -0.5, r["step"] * 20**-1.5))
+    assert len([r for r in read_log(run) if "val_loss" in r]) == 2  # at step 6 and at the end
+
+    # section 6.1: averaged.pt holds the mean of the last two checkpoints (steps 6 and 12)
+    w6, w12 = (torch.load(run / f"weights-{s:07d}.pt", weights_only=True) for s in (6, 12))
+    averaged = torch.load(run / "averaged.pt", weights_only=False)["model"]
+    key = "encoder.layers.0.feed_forward.W_1.weight"
+    torch.testing.assert_close(averaged[key], (w6[key] + w12[key]) / 2)
+    assert not torch.equal(w6[key], w12[key])
+
+    # translate from the command line, greedy and with a beam; the tokenizer travels in the checkpoint
+    assert workbook(["translate", "--checkpoint", str(run / "last.pt"), "--beam", "1", "seven hundred"]) == 0
+    greedy = capsys.readouterr().out.strip().splitlines()
+    assert workbook(["translate", "--checkpoint", str(run), "--beam", "3", "two", "nine thousand"]) == 0
+    beam = capsys.readouterr().out.strip().splitlines()
+    assert len(greedy) == 1 and beam[0] == "two" and beam[2] == "nine thousand" and beam[1].startswith("  -> ")
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert workbook(["translate", "--checkpoint", str(tmp_path), "Ein Mann"]) == 1
+    assert "Train one first" in capsys.readouterr().err
+    assert workbook(["train", *TINY, "--resume", "--out", str(tmp_path)]) == 1
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def _train_command(run: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "checks.cli", "train", *TINY, "--steps", "150", "--checkpoint-every", "10",
+            "--eval-every", "0", "--out", str(run), *extra]
+
+
+def test_sigkill_then_resume_continues_exactly(tmp_path):
+    """Run A trains without interruption. Run B is killed (SIGKILL, no chance to clean up) right
+    after its first checkpoint, then resumed: from the checkpoint's step on, B must see the same
+    batches, the same learning rates and the same losses as A (dropout is on: RNG states matter)."""
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    a, b = tmp_path / "a", tmp_path / "b"
+    subprocess.run(_train_command(a), check=True, capture_output=True, env=env, cwd=tmp_path, timeout=300)
+
+    process = subprocess.Popen(_train_command(b), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=env, cwd=tmp_path)
+    deadline = time.time() + 240
+    while not (b / "last.pt").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+
+    state = torch.load(b / "last.pt", weights_only=False)  # complete, loadable: never half-written
+    killed_at = state["step"]
+    assert 10 <= killed_at < 150 and killed_at % 10 == 0
+    result = subprocess.run(_train_command(b, "--resume"), capture_output=True, text=True, env=env, cwd=tmp_path,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"Resuming from" in result.stdout and f"at step {killed_at}" in result.stdout
+
+    log_a = {r["step"]: r for r in read_log(a) if "loss" in r}
+    log_b = {r["step"]: r for r in read_log(b) if "loss" in r}
+    assert sorted(log_b) == list(range(1, 151))  # no step lost or repeated
+    for step in range(killed_at + 1, 151):
+        ra, rb = log_a[step], log_b[step]
+        assert (rb["epoch"], rb["batch"], rb["examples"]) == (ra["epoch"], ra["batch"], ra["examples"]), step
+        assert rb["lr"] == ra["lr"], step
+        assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5, abs=1e-6), step
+    final_a = torch.load(a / "last.pt", weights_only=False)["model"]
+    final_b = torch.load(b / "last.pt", weights_only=False)["model"]
+    for key in final_a:
+        torch.testing.assert_close(final_b[key], final_a[key], rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoint_file_is_never_half_written(tmp_path):
+    """A process rewrites a large checkpoint again and again with ``atomic_save`` and is killed at
+    arbitrary moments: every time, the file there loads and is one complete version."""
+    script = ("import sys, torch\nfrom solutions.pipeline.train import atomic_save\ni = 0\n"
+              "while True:\n    atomic_save({'i': i, 'x': torch.full((2_000_000,), float(i))}, "
+              "__import__('pathlib').Path(sys.argv[1]))\n    i += 1\n")
+    path = tmp_path / "last.pt"
+    for delay in (0.05, 0.3, 0.7):
+        process = subprocess.Popen([sys.executable, "-c", script, str(path)], cwd=REPO)
+        while not path.exists() and process.poll() is None:
+            time.sleep(0.01)
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        state = torch.load(path, weights_only=False)
+        assert torch.equal(state["x"], torch.full((2_000_000,), float(state["i"])))
+
+
+@pytest.mark.slow
+def test_default_workbook_train_reaches_its_target(tmp_path):
+    """`workbook train` with no arguments: >= 95 % exact match on 500 held-out numbers."""
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "checks.cli", "train", "--no-progress"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=1200)
+    minutes = (time.perf_counter() - started) / 60
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = json.loads((tmp_path / "runs" / "numbers" / "test_results.json").read_text())
+    print(result.stdout[-1500:], f"\nwall time {minutes:.1f} min, load average {os.getloadavg()}")
+    assert scores["exact_match"] >= 0.95
