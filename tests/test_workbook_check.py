@@ -13,7 +13,6 @@ import inspect
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -249,20 +248,19 @@ def test_help_documents_the_exit_status(capsys) -> None:
     assert "exit status" in out and "not attempted" in out and "--timeout" in out
 
 
-def test_real_chapter_notebooks_are_graded_without_change() -> None:
+def test_real_chapter_notebooks_are_graded_without_change(capsys) -> None:
     """The generated notebooks (as far as they exist): untouched stubs read "not attempted"."""
     folder = Path(__file__).resolve().parents[1] / "chapters"
     present = [c.stem for c in CHAPTERS if (folder / f"{c.stem}.ipynb").exists()]
     if not present:
         pytest.skip("no chapter notebooks generated yet")
     before = snapshot(folder)
-    proc = subprocess.run([sys.executable, "-m", "checks.cli", "check", *[s[:2] for s in present],
-                           "--dir", str(folder), "--json"], capture_output=True, text=True, timeout=240)
+    code = main(["check", *[s[:2] for s in present], "--dir", str(folder), "--json"])
     assert snapshot(folder) == before
-    data = json.loads(proc.stdout)
+    data = json.loads(capsys.readouterr().out)
     states = {(c["chapter"], e["exercise"]): e["state"] for c in data["chapters"] for e in c["exercises"]}
     assert set(states.values()) == {"not attempted"}, states
-    assert proc.returncode == 1
+    assert code == 1
 
 
 def test_fresh_interpreter_fallback_when_forking_is_unsafe(learner_dir: Path, capsys) -> None:
@@ -274,13 +272,12 @@ def test_fresh_interpreter_fallback_when_forking_is_unsafe(learner_dir: Path, ca
     helper = threading.Thread(target=stop.wait, daemon=True)
     helper.start()
     try:
-        code = main(["check", "01", "02", "--dir", str(learner_dir), "--json"])
+        code = main(["check", "01", "--dir", str(learner_dir), "--json"])
     finally:
         stop.set()
     data = json.loads(capsys.readouterr().out)
-    assert code == 1
-    states = [(c["chapter"], c["exercises"][0]["state"]) for c in data["chapters"]]
-    assert states == [("01_embeddings", "passed"), ("02_positional_encoding", "not attempted")]
+    assert code == 0
+    assert [(c["chapter"], c["exercises"][0]["state"]) for c in data["chapters"]] == [("01_embeddings", "passed")]
     assert "sys.exit(3)" in data["chapters"][0]["cell_errors"][0]["error"]
 
 
