@@ -540,3 +540,98 @@ def beam_lists(model, src, max_len, start_idx, end_idx, beam_size=4, length_pena
     if not done:
         done = [(penalised(s, len(t) - 1), t) for s, t in alive]
     return torch.tensor(max(done, key=lambda c: c[0])[1], dtype=torch.long)
+
+
+# --- a few more roads ---------------------------------------------------------------------------
+
+
+@good("LayerNorm", "std with unbiased=False, eps added to the variance inside the square root")
+class LNStd(nn.Module):
+    def __init__(self, d_model: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+        self.bias = nn.Parameter(torch.zeros(d_model))
+
+    def forward(self, x):
+        mu = x.mean(dim=-1, keepdim=True)
+        sigma = torch.sqrt(x.std(dim=-1, unbiased=False, keepdim=True) ** 2 + self.eps)
+        return self.weight * ((x - mu) / sigma) + self.bias
+
+
+@good("MultiHeadAttention", "accepts 3-D masks too (unsqueezes a heads axis only when missing)")
+class MHAFlexibleMask(nn.Module):
+    def __init__(self, d_model: int, num_heads: int) -> None:
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"{num_heads} heads do not divide d_model={d_model}")
+        self.h, self.d_k = num_heads, d_model // num_heads
+        self.W_q, self.W_k = nn.Linear(d_model, d_model), nn.Linear(d_model, d_model)
+        self.W_v, self.W_o = nn.Linear(d_model, d_model), nn.Linear(d_model, d_model)
+        self.attention_weights = None
+
+    def forward(self, query, key, value, mask=None):
+        if mask is not None and mask.dim() == 3:
+            mask = mask.unsqueeze(1)
+        B = query.size(0)
+        q, k, v = [W(t).view(B, -1, self.h, self.d_k).transpose(1, 2)
+                   for W, t in ((self.W_q, query), (self.W_k, key), (self.W_v, value))]
+        out, weights = _attend(q, k, v, mask)
+        self.attention_weights = weights.detach()
+        return self.W_o(out.transpose(1, 2).contiguous().view(B, -1, self.h * self.d_k))
+
+
+def _attend(q, k, v, mask):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    if mask is not None:
+        scores = scores.masked_fill(mask.logical_not(), -1e9)
+    weights = scores.softmax(-1)
+    return weights @ v, weights
+
+
+@good("Transformer", "shares the whole TokenEmbedding module when share_embeddings; forward calls encoder/decoder")
+class TransformerShareModule(nn.Module):
+    def __init__(self, src_vocab_size, tgt_vocab_size, d_model=512, num_layers=6, num_heads=8, d_ff=2048,
+                 dropout=0.1, max_seq_length=5000, pad_idx=0, share_embeddings=False):
+        super().__init__()
+        if share_embeddings and src_vocab_size != tgt_vocab_size:
+            raise ValueError("shared embeddings need equal vocabularies")
+        self.pad_idx = pad_idx
+        self.encoder = Encoder(src_vocab_size, d_model, num_layers, num_heads, d_ff, dropout, max_seq_length)
+        self.decoder = Decoder(tgt_vocab_size, d_model, num_layers, num_heads, d_ff, dropout, max_seq_length)
+        self.generator = nn.Linear(d_model, tgt_vocab_size)
+        if share_embeddings:
+            self.encoder.embedding = self.decoder.embedding
+        self.generator.weight = self.decoder.embedding.embedding.weight
+        for p in self.parameters():
+            if p.ndim >= 2:
+                nn.init.xavier_uniform_(p)
+
+    def encode(self, src, src_mask=None):
+        return self.encoder(src, src_mask)
+
+    def decode(self, tgt, memory, src_mask=None, tgt_mask=None):
+        return self.decoder(tgt, memory, src_mask, tgt_mask)
+
+    def forward(self, src, tgt):
+        src_mask, tgt_mask = create_masks(src, tgt, self.pad_idx)
+        memory = self.encoder(src, src_mask)
+        return self.generator(self.decoder(tgt, memory, src_mask, tgt_mask))
+
+
+@good("greedy_decode", "a for loop of max_len - 1 steps, torch.where for the padding, memory computed once")
+@torch.no_grad()
+def greedy_where(model, src, max_len, start_idx, end_idx, pad_idx=0):
+    src_mask = (src != pad_idx).unsqueeze(1).unsqueeze(1)
+    memory = model.encode(src, src_mask)
+    out = src.new_full((src.size(0), 1), start_idx)
+    alive = torch.ones(src.size(0), dtype=torch.bool, device=src.device)
+    for _ in range(max_len - 1):
+        _, tgt_mask = create_masks(src, out, pad_idx)
+        logits = model.generator(model.decode(out, memory, src_mask, tgt_mask)[:, -1, :])
+        token = torch.where(alive, logits.argmax(dim=-1), torch.full_like(alive, pad_idx, dtype=torch.long))
+        out = torch.cat((out, token[:, None]), dim=1)
+        alive = alive & (token != end_idx)
+        if not alive.any():
+            break
+    return out
