@@ -55,6 +55,7 @@ class TrainConfig:
     warmup_steps: int = 200  # section 5.3
     lr_factor: float = 1.0  # multiplies the schedule of equation 3
     eval_every: int = 400  # validation loss and BLEU every N steps (0: only at the end)
+    eval_every_minutes: float | None = None  # or every so many minutes of training (for time-limited runs)
     eval_sentences: int = 200  # validation sentences decoded for BLEU at each evaluation
     test_sentences: int | None = None  # test sentences translated at the end (None: all)
     checkpoint_every: int = 400  # write a checkpoint every N steps (and always at the end)
@@ -383,12 +384,14 @@ def train(config: TrainConfig, resume: bool = False, corpus: ParallelCorpus | No
         history["val_bleu"].append(result["bleu"])
         tqdm.write(f"step {step}: validation loss {val_loss:.3f}, BLEU {result['bleu']:.1f}, "
                    f"chrF {result['chrf']:.1f}, exact match {result['exact_match']:.0%}")
+        minutes = (elapsed_before + time.perf_counter() - train_start) / 60
         if log_file:
-            log_file.write(json.dumps({"step": step, "val_loss": val_loss, **result}) + "\n")
+            log_file.write(json.dumps({"step": step, "minutes": minutes, "val_loss": val_loss, **result}) + "\n")
             log_file.flush()
 
     train_start = time.perf_counter()
     deadline = None if config.minutes is None else train_start + 60 * config.minutes - elapsed_before
+    next_eval_time = train_start + 60 * (config.eval_every_minutes or 0)
     bar = tqdm(total=config.steps, initial=step, desc="training", disable=not (progress and is_main),
                dynamic_ncols=True)
     tokens_done, tokens_clock = 0, time.perf_counter()
@@ -437,7 +440,10 @@ def train(config: TrainConfig, resume: bool = False, corpus: ParallelCorpus | No
         if out_of_time:
             say(f"\nTime limit of {config.minutes} minutes reached at step {step}.")
             break
-        if is_main and config.eval_every and step % config.eval_every == 0 and step < config.steps:
+        due = config.eval_every and step % config.eval_every == 0
+        if config.eval_every_minutes and time.perf_counter() >= next_eval_time:
+            due, next_eval_time = True, next_eval_time + 60 * config.eval_every_minutes
+        if is_main and due and step < config.steps:
             evaluate()  # the other processes wait for it at the next gradient exchange
         if config.checkpoint_every and step % config.checkpoint_every == 0:
             save_checkpoint()
