@@ -21,11 +21,13 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import nbformat
+from typing import TYPE_CHECKING
 
 from checks.chapters import CHAPTERS, EXERCISE_TO_CHAPTER, Chapter, chapter
 from checks.content import CONTENT_DIR
+
+if TYPE_CHECKING:  # nbformat is imported where it is used: it is slow to import, and `workbook status` needs none
+    import nbformat
 
 # Where the workbook lives on GitHub: the install cell pip-installs it from here when it is missing
 # (Colab, a fresh environment) and the "Open in Colab" badges point here. THE LEAD SETS THIS.
@@ -325,6 +327,8 @@ def build_cells(source: ChapterSource, variant: str = "learner") -> list[CellSpe
 
 def make_notebook(source: ChapterSource, variant: str = "learner") -> nbformat.NotebookNode:
     """A plain nbformat v4.5 notebook (kernelspec python3), deterministic for a given source."""
+    import nbformat
+
     nb = nbformat.v4.new_notebook()
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
@@ -344,6 +348,8 @@ def make_notebook(source: ChapterSource, variant: str = "learner") -> nbformat.N
 
 
 def render(nb: nbformat.NotebookNode) -> str:
+    import nbformat
+
     return nbformat.writes(nb) + "\n"
 
 
