@@ -35,7 +35,10 @@ WORKBOOK_REPO_URL = "https://github.com/transformer-workbook/transformer-workboo
 WORKBOOK_BRANCH = "main"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS_DIR = REPO_ROOT / "chapters"
+# In a checkout (an editable install) the notebooks live beside the package; a plain `pip install`
+# has no such folder, and then the commands work in ./chapters instead.
+IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").exists() and (REPO_ROOT / "checks").is_dir()
+CHAPTERS_DIR = REPO_ROOT / "chapters" if IN_CHECKOUT else Path("chapters")
 
 # nbgrader's default code stub: every body the learner writes ends with it (see FORMAT.md).
 PLACEHOLDER = "# YOUR CODE HERE\nraise NotImplementedError()"
