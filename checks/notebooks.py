@@ -44,7 +44,9 @@ CHAPTERS_DIR = REPO_ROOT / "chapters" if IN_CHECKOUT else Path("chapters")
 PLACEHOLDER = "# YOUR CODE HERE\nraise NotImplementedError()"
 HEADER_KEYS = ("difficulty", "importance", "time", "build")
 MARKERS = ("header", "markdown", "code", "setup", "exercise", "hint", "solution", "faq")
-DOC_LINK = re.compile(r"https://docs\.pytorch\.org/docs/stable/generated/([A-Za-z0-9_.]+)\.html")
+# A page of PyTorch's API reference, optionally with an anchor to a method on it:
+# https://docs.pytorch.org/docs/stable/generated/torch.nn.Module.html#torch.nn.Module.register_buffer
+DOC_LINK = re.compile(r"https://docs\.pytorch\.org/docs/stable/generated/([A-Za-z0-9_.]+)\.html(?:#([A-Za-z0-9_.]+))?")
 ROLES = ("setup", "exercise", "check", "hint", "other")
 
 
@@ -192,8 +194,14 @@ def reference_source(name: str, source: ChapterSource | None = None) -> str:
 
 
 def doc_links(text: str) -> list[str]:
-    """The dotted names of every PyTorch doc link in ``text`` (``torch.nn.Linear``, ...)."""
-    return DOC_LINK.findall(text)
+    """The dotted names of every PyTorch doc link in ``text`` (``torch.nn.Linear``, ...); for a link
+    with an anchor, the anchor's name too (``torch.nn.Module.register_buffer``)."""
+    names = []
+    for page, anchor in DOC_LINK.findall(text):
+        names.append(page)
+        if anchor:
+            names.append(anchor)
+    return names
 
 
 # --------------------------------------------------------------------------------------------------
