@@ -206,6 +206,10 @@ DIAGNOSES: dict[str, Diagnosis] = {
         "Your stack has an extra LayerNorm after the last layer: the paper's post-norm layers already "
         "end with a norm (a final norm belongs to pre-norm models).",
         "3.1", _g("torch.nn.LayerNorm")),
+    "pe_not_added": Diagnosis(
+        "(checker) Your stack's output is what it would be without the positional encoding: the "
+        "positions are never added to the embeddings.",
+        "3.5", ""),
     "embedding_dropout_missing_or_extra": Diagnosis(
         "Dropout in the embedding path is in the wrong place: section 5.4 applies it once, to the SUM "
         "of the scaled embeddings and the positional encodings.",

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from ..core import Spec
 from . import (ch00_introduction, ch01_embeddings, ch02_positional_encoding, ch03_attention,
-               ch04_multi_head_attention, ch05_feed_forward, ch06_layer_norm)
+               ch04_multi_head_attention, ch05_feed_forward, ch06_layer_norm, ch07_encoder,
+               ch08_decoder, ch09_transformer, ch10_training,
+               ch11_inference)
 
 _MODULES = [ch00_introduction, ch01_embeddings, ch02_positional_encoding, ch03_attention,
-            ch04_multi_head_attention, ch05_feed_forward, ch06_layer_norm]
+            ch04_multi_head_attention, ch05_feed_forward, ch06_layer_norm, ch07_encoder,
+            ch08_decoder, ch09_transformer, ch10_training,
+            ch11_inference]
 
 SPECS: dict[str, Spec] = {}
 for _module in _MODULES:

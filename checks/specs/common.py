@@ -319,3 +319,99 @@ def require_device(out: Any, device: torch.device, what: str) -> None:
 def skip_if(condition: bool, why: str) -> None:
     if condition:
         raise Skip(why)
+
+
+# --------------------------------------------------------------------------------------------------
+# Composite exercises: shared objects, dropout placement, the learner's own parts
+# --------------------------------------------------------------------------------------------------
+def shared_names(module: nn.Module) -> list[tuple[str, str]]:
+    """Pairs of parameter names that are the same tensor (an object used in two places)."""
+    seen: dict[int, str] = {}
+    pairs = []
+    for name, param in module.named_parameters(remove_duplicate=False):
+        key = id(param)
+        if key in seen:
+            pairs.append((seen[key], name))
+        else:
+            seen[key] = name
+    return pairs
+
+
+def expect_independent(mine: nn.Module, ref: nn.Module, name: str) -> None:
+    """Fail when the learner shares objects the reference keeps separate (norms, layers)."""
+    allowed = {frozenset(p) for p in shared_names(ref)}
+    for a, b in shared_names(mine):
+        if frozenset((a, b)) in allowed:
+            continue
+        diag = "layers_shared" if a.startswith(("layers.", "encoder.layers", "decoder.layers")) and \
+            a.split(".")[:2] != b.split(".")[:2] else "norms_shared" if "norm" in a and "norm" in b else ""
+        raise Fail(f"In your {name}, `{a}` and `{b}` are the same tensor: the object is used twice "
+                   "instead of having its own copy.", [diag])
+
+
+class PassThrough(nn.Module):
+    """Stands in for a layer: returns its first input unchanged (to look at the embedding path alone)."""
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return x
+
+
+def zero_sublayer_outputs(ref: nn.Module, prefixes: Iterable[str]) -> None:
+    """Make each sub-layer output exactly zero (its last linear map's weight and bias set to 0)."""
+    with torch.no_grad():
+        for name, param in ref.named_parameters():
+            if any(name.startswith(p) for p in prefixes):
+                param.zero_()
+
+
+def load_into(mine: nn.Module, ref: nn.Module, name: str) -> None:
+    """Load the (already checked) reference weights into the learner's module again."""
+    rsd = {k: v for k, v in ref.state_dict().items() if not _ignorable(k)}
+    with torch.no_grad():
+        learner_call(mine.load_state_dict, rsd, strict=False, what=f"{name}.load_state_dict")
+
+
+def own_parts_check(ctx: Ctx, build: Callable[[], tuple[nn.Module, nn.Module]],
+                    run: Callable[[nn.Module], torch.Tensor]) -> None:
+    """Grade the exercise with the learner's OWN earlier exercises (no isolation); blame the part at fault.
+
+    ``build()`` makes a (learner, reference) pair; ``run(module)`` its output on fixed inputs.
+    """
+    from ..core import StubReached, learner_globals, swapped_globals
+    from . import REFERENCES
+
+    parts = ctx.cache.get("parts", {})
+    namespace = learner_globals(ctx.obj)
+
+    def attempt(replacements: dict) -> str | None:
+        """None when right, else the reason."""
+        try:
+            with swapped_globals(namespace, replacements):
+                seed(99)
+                mine, ref = build()
+                seed(98)
+                expected = run(ref)
+                seed(98)
+                actual = learner_call(run, mine, what=f"your {ctx.exercise}")
+                compare(actual, expected, f"Your {ctx.exercise}'s output")
+        except StubReached:
+            return "stub"
+        except Fail as fail:
+            return fail.message
+        return None
+
+    problem = attempt({})
+    if problem is None:
+        return
+    for name in parts:
+        if attempt({name: REFERENCES[name]}) is None:
+            if problem == "stub":
+                raise Fail(f"Your {ctx.exercise} is right when given a correct {name}, but your own {name} "
+                           "is not written yet (it raises NotImplementedError): finish that exercise first.",
+                           ["uses_faulty_part"])
+            raise Fail(f"Your {ctx.exercise} is right when given a correct {name}; the problem is in your "
+                       f"{name} (run check({name}) to see what).", ["uses_faulty_part"])
+    names = ", ".join(parts)
+    detail = "some of them are not written yet" if problem == "stub" else problem
+    raise Fail(f"Your {ctx.exercise} is right with the reference parts, but not with your own ({names}): "
+               f"{detail}. Check those exercises one by one.", ["uses_faulty_part"])
