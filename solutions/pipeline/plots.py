@@ -89,7 +89,7 @@ def attention_figure(model, tokenizer, sentence: str, assembly, device):
         return None
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.5))
     for ax, (title, (weights, rows, cols)) in zip(axes, maps.items()):
-        ax.imshow(weights.mean(0).numpy(), cmap="viridis", vmin=0.0)
+        ax.imshow(weights.mean(0).numpy(), cmap="viridis", vmin=0.0, aspect="auto")
         ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
         ax.set_yticks(range(len(rows)), rows, fontsize=7)
         ax.set_title(f"{title}\n(last layer, mean over heads)", fontsize=9)
