@@ -1,0 +1,24 @@
+"""The training pipeline of the last chapter: data, BPE, batches, training, decoding, plots, assembly.
+
+Read it in this order (each file is short):
+
+* ``data.py``         one interface, ``ParallelCorpus``, for both data sources:
+* ``builtin_task.py`` numbers in English words -> German (no download; the default job),
+* ``multi30k.py``     Multi30k German -> English: download once, verify SHA-256, cache;
+* ``bpe.py``          the shared byte-pair-encoding vocabulary (section 5.1);
+* ``batching.py``     similar-length pairs filling a token budget (section 5.1);
+* ``assemble.py``     the model from the learner's own parts, the reference filling the gaps;
+* ``train.py``        the paper's recipe (section 5), checkpoints, exact resume, averaging, DDP;
+* ``translate.py``    greedy decoding and beam search from a checkpoint (section 6.1);
+* ``plots.py``        loss and learning-rate curves, attention heatmaps.
+
+From the command line: ``workbook train`` and ``workbook translate`` (``checks/commands/train.py``).
+"""
+
+from .assemble import Assembly, assemble, build_model
+from .data import ParallelCorpus, load_corpus
+from .train import PRESETS, TrainConfig, TrainResult, train
+from .translate import Translator, load_translator
+
+__all__ = ["Assembly", "assemble", "build_model", "ParallelCorpus", "load_corpus", "PRESETS", "TrainConfig",
+           "TrainResult", "train", "Translator", "load_translator"]
