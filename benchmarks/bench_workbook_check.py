@@ -23,6 +23,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -69,7 +70,8 @@ def solved_copy(source: Path, target: Path) -> None:
 def cold_run(folder: Path, home: Path) -> tuple[float, dict]:
     env = {**os.environ, "WORKBOOK_HOME": str(home)}
     start = time.perf_counter()
-    proc = subprocess.run(["workbook", "check", "--dir", str(folder), "--json"], capture_output=True,
+    command = [shutil.which("workbook")] if shutil.which("workbook") else [sys.executable, "-m", "checks.cli"]
+    proc = subprocess.run([*command, "check", "--dir", str(folder), "--json"], capture_output=True,
                           text=True, env=env, timeout=600)
     seconds = time.perf_counter() - start
     return seconds, json.loads(proc.stdout)

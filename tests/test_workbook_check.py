@@ -12,7 +12,9 @@ import hashlib
 import inspect
 import json
 import os
+import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -116,7 +118,8 @@ def graded(learner_dir: Path) -> dict:
     before = snapshot(learner_dir)
     env = {**os.environ, "WORKBOOK_HOME": str(learner_dir.parent / "home")}
     start = time.perf_counter()
-    proc = subprocess.run(["workbook", "check", "--dir", str(learner_dir), "--json", "--timeout", "2"],
+    command = [shutil.which("workbook")] if shutil.which("workbook") else [sys.executable, "-m", "checks.cli"]
+    proc = subprocess.run([*command, "check", "--dir", str(learner_dir), "--json", "--timeout", "2"],
                           capture_output=True, text=True, timeout=240, env=env, cwd=learner_dir.parent)
     seconds = time.perf_counter() - start
     assert snapshot(learner_dir) == before, "workbook check changed a notebook"
