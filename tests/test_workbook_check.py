@@ -76,7 +76,7 @@ def _progress_home(tmp_path_factory, monkeypatch) -> None:
 
 @pytest.fixture(scope="module")
 def learner_dir(tmp_path_factory) -> Path:
-    """A chapters folder with one robustness case per chapter (chapters 08-11 have no notebook)."""
+    """A chapters folder with one robustness case per chapter (08, 09 and 11 have no notebook)."""
     d = tmp_path_factory.mktemp("learner") / "chapters"
     d.mkdir()
     # 00: a correct softmax; 1 MB of prints; shell and magic lines; check/hint cells; a figure cell
@@ -109,6 +109,13 @@ def learner_dir(tmp_path_factory) -> Path:
           cell(ref("LayerNorm"), "exercise", "LayerNorm"))
     # 07: a cell that kills its own process.
     write(d / "07_encoder.ipynb", cell(SETUP, "setup"), cell("import os\nos._exit(7)"))
+    # 10: a cell that asks for 40 TB (out of memory), and a loss that returns NaN.
+    write(d / "10_training.ipynb", cell(SETUP, "setup"), cell("big = torch.empty(10**13)"),
+          cell("class LabelSmoothingLoss(nn.Module):\n"
+               "    def __init__(self, smoothing=0.1, ignore_index=0):\n"
+               "        super().__init__()\n"
+               "    def forward(self, logits, target):\n"
+               "        return torch.tensor(float('nan'))\n", "exercise", "LabelSmoothingLoss"))
     return d
 
 
@@ -190,6 +197,14 @@ def test_process_killed_by_learner_code_is_reported_per_chapter(graded: dict) ->
     chapter = graded["by_chapter"]["07_encoder"]
     assert chapter["status"] == "crashed" and "exit status 7" in chapter["message"]
     assert [e["state"] for e in chapter["exercises"]] == ["error", "error"]
+
+
+def test_out_of_memory_cell_and_nan_result_are_reported(graded: dict) -> None:
+    chapter = graded["by_chapter"]["10_training"]
+    assert [e["cell"] for e in chapter["cell_errors"]] == [3]
+    assert "RuntimeError" in chapter["cell_errors"][0]["error"]
+    assert state(graded, "10_training", "LabelSmoothingLoss")["state"] == "failed"
+    assert state(graded, "10_training", "TransformerLRScheduler")["state"] == "not attempted"
 
 
 def test_missing_notebooks_are_reported(graded: dict, learner_dir: Path) -> None:
