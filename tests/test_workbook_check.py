@@ -306,3 +306,19 @@ def test_magics_and_helper_calls_are_blanked_keeping_line_numbers() -> None:
     assert clean_source("%%bash\nls") is None  # a shell cell is not Python
     assert clean_source("check(softmax)\n# hint(softmax)") is None
     assert clean_source("def f():\n    check(x)") == "def f():\n    check(x)"  # only top-level calls go
+
+
+def test_solved_chapter_notebooks_pass(capsys) -> None:
+    """The generator's solved copies (each stub replaced by the reference): every exercise passes."""
+    folder = Path(__file__).resolve().parents[1] / "chapters" / "solved"
+    present = [c.stem for c in CHAPTERS if (folder / f"{c.stem}.ipynb").exists()]
+    if not present:
+        pytest.skip("no solved chapter notebooks generated yet")
+    before = snapshot(folder)
+    code = main(["check", *[s[:2] for s in present], "--dir", str(folder), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert snapshot(folder) == before
+    failing = {(c["chapter"], e["exercise"]): (e["state"], e["failures"][:1])
+               for c in data["chapters"] for e in c["exercises"] if e["state"] != "passed"}
+    assert not failing
+    assert code == 0
