@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..core import Ctx, Spec, learner_call
-from .common import compare, expect_shape, expect_signature, expect_unchanged, require_float64, snapshot
+from .common import in_float64, compare, expect_shape, expect_signature, expect_unchanged, require_float64, snapshot
 
 
 def reference_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -90,6 +90,7 @@ def does_not_change_its_input(ctx: Ctx) -> None:
 
 
 @SPEC.test("hygiene")
+@in_float64
 def works_in_float64(ctx: Ctx) -> None:
     x = torch.randn(3, 4, dtype=torch.float64)
     out = _call(ctx, x)

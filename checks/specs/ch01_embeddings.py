@@ -9,7 +9,7 @@ import torch
 import solutions
 
 from ..core import Ctx, Spec, learner_call
-from .common import (D_MODEL, VOCAB, compare, expect_forward_signature, expect_init_signature, expect_shape,
+from .common import (in_float64, D_MODEL, VOCAB, compare, expect_forward_signature, expect_init_signature, expect_shape,
                      expect_unchanged, grads_match, make_pair, require_device, require_float64, snapshot)
 
 SPEC = Spec("TokenEmbedding", solutions.TokenEmbedding)
@@ -75,6 +75,7 @@ def does_not_change_the_tokens(ctx: Ctx) -> None:
 
 
 @SPEC.test("hygiene")
+@in_float64
 def works_in_float64_and_keeps_the_device(ctx: Ctx) -> None:
     mine, ref = _pair(ctx)
     tokens = _tokens(2, 5)

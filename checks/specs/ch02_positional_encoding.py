@@ -7,7 +7,7 @@ import torch
 import solutions
 
 from ..core import Ctx, Fail, Spec, learner_call
-from .common import (D_MODEL, MAX_LEN, compare, expect_forward_signature, expect_init_signature, expect_module,
+from .common import (in_float64, D_MODEL, MAX_LEN, compare, expect_forward_signature, expect_init_signature, expect_module,
                      expect_shape, expect_unchanged, require_device, require_float64, snapshot)
 
 SPEC = Spec("PositionalEncoding", solutions.PositionalEncoding)
@@ -160,6 +160,7 @@ def does_not_change_x(ctx: Ctx) -> None:
 
 
 @SPEC.test("hygiene")
+@in_float64
 def works_in_float64_and_keeps_the_device(ctx: Ctx) -> None:
     module = _fresh(ctx)
     x = torch.randn(2, 4, D_MODEL, dtype=torch.float64)

@@ -9,7 +9,7 @@ import torch
 import solutions
 
 from ..core import Ctx, Fail, Spec, learner_call
-from .common import compare, expect_signature, expect_tensor, expect_unchanged, require_device, require_float64, snapshot
+from .common import in_float64, compare, expect_signature, expect_tensor, expect_unchanged, require_device, require_float64, snapshot
 
 SPEC = Spec("scaled_dot_product_attention", solutions.scaled_dot_product_attention, kind="function")
 
@@ -149,6 +149,7 @@ def does_not_change_its_inputs(ctx: Ctx) -> None:
 
 
 @SPEC.test("hygiene")
+@in_float64
 def works_in_float64_and_keeps_the_device(ctx: Ctx) -> None:
     q, k, v = _qkv(2, dtype=torch.float64)
     mask = torch.ones(2, 1, 6, dtype=torch.bool)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import solutions
 
 from ..core import Ctx, Fail, Spec, learner_call
-from .common import (D_FF, D_MODEL, compare, expect_forward_signature, expect_init_signature, expect_shape,
+from .common import (in_float64, D_FF, D_MODEL, compare, expect_forward_signature, expect_init_signature, expect_shape,
                      expect_unchanged, grads_match, make_pair, require_device, require_float64, snapshot)
 
 SPEC = Spec("FeedForwardNetwork", solutions.FeedForwardNetwork)
@@ -79,6 +79,7 @@ def does_not_change_x(ctx: Ctx) -> None:
 
 
 @SPEC.test("hygiene")
+@in_float64
 def works_in_float64_and_keeps_the_device(ctx: Ctx) -> None:
     mine, ref = _pair(ctx)
     learner_call(mine.double, what="FeedForwardNetwork.double()")

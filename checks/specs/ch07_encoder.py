@@ -13,7 +13,7 @@ import torch
 import solutions
 
 from ..core import Ctx, Fail, Spec, learner_call
-from .common import (D_FF, D_MODEL, HEADS, LAYERS, MAX_LEN, VOCAB, PassThrough, compare, expect_forward_signature,
+from .common import (in_float64, D_FF, D_MODEL, HEADS, LAYERS, MAX_LEN, VOCAB, PassThrough, compare, expect_forward_signature,
                      expect_independent, expect_init_signature, expect_shape, expect_unchanged, grads_match,
                      load_into, make_pair, own_parts_check, require_device, require_float64, snapshot,
                      zero_sublayer_outputs)
@@ -29,22 +29,27 @@ def padding_mask(lengths: list[int], total: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------
 # EncoderLayer
 # --------------------------------------------------------------------------------------------------
-def encoder_layer_variant(ref, x, mask, *, norm: str = "post", residual: bool = True, use_mask: bool = True):
+def encoder_layer_variant(ref, x, mask, *, norm: str = "post", residual: tuple = (True, True),
+                          use_mask: bool = True, norms: tuple = ("norm1", "norm2")):
     """The post-norm layer of section 3.1 (eval mode) and its classic mistakes."""
     m = mask if use_mask else None
 
-    def sublayer(x, f, norm_module):
+    def sublayer(x, f, norm_module, res):
         if norm == "pre":
             return x + f(norm_module(x))
-        return norm_module(x + f(x)) if residual else norm_module(f(x))
+        return norm_module(x + f(x)) if res else norm_module(f(x))
 
-    x = sublayer(x, lambda t: ref.self_attn(t, t, t, m), ref.norm1)
-    return sublayer(x, ref.feed_forward, ref.norm2)
+    n1, n2 = (getattr(ref, n) for n in norms)
+    x = sublayer(x, lambda t: ref.self_attn(t, t, t, m), n1, residual[0])
+    return sublayer(x, ref.feed_forward, n2, residual[1])
 
 
 def layer_hypotheses(ref, x, mask) -> dict:
-    variants = {"prenorm": dict(norm="pre"), "missing_residual": dict(residual=False),
-                "mask_not_passed": dict(use_mask=False)}
+    variants = {"prenorm": dict(norm="pre"), "missing_residual": dict(residual=(False, False)),
+                "missing_residual#attn": dict(residual=(False, True)),
+                "missing_residual#ffn": dict(residual=(True, False)),
+                "mask_not_passed": dict(use_mask=False),
+                "norms_shared": dict(norms=("norm1", "norm1")), "norms_shared#2": dict(norms=("norm2", "norm2"))}
     return {k: (lambda kw=kw: encoder_layer_variant(ref, x, mask, **kw).detach()) for k, kw in variants.items()}
 
 
@@ -131,6 +136,7 @@ def does_not_change_its_inputs(ctx: Ctx) -> None:
 
 
 @LAYER.test("hygiene")
+@in_float64
 def works_in_float64_and_keeps_the_device(ctx: Ctx) -> None:
     mine, ref = _layer_pair(ctx)
     learner_call(mine.double, what="EncoderLayer.double()")
@@ -268,6 +274,7 @@ def does_not_change_its_inputs(ctx: Ctx) -> None:
 
 
 @STACK.test("hygiene")
+@in_float64
 def works_in_float64_and_keeps_the_device(ctx: Ctx) -> None:
     mine, ref = _stack_pair(ctx)
     learner_call(mine.double, what="Encoder.double()")

@@ -8,7 +8,7 @@ import solutions
 
 from ..core import Ctx, Fail, Spec, learner_call
 from .ch07_encoder import embedding_dropout_check, padding_mask
-from .common import (D_FF, D_MODEL, HEADS, LAYERS, MAX_LEN, VOCAB, compare, expect_forward_signature,
+from .common import (in_float64, D_FF, D_MODEL, HEADS, LAYERS, MAX_LEN, VOCAB, compare, expect_forward_signature,
                      expect_independent, expect_init_signature, expect_shape, expect_signature, expect_tensor,
                      expect_unchanged, grads_match, load_into, make_pair, own_parts_check, require_device,
                      require_float64, snapshot, which_hypothesis, zero_sublayer_outputs)
@@ -107,13 +107,13 @@ def shape_and_dtype(ctx: Ctx) -> None:  # noqa: F811
 
 @FUTURE.test("numbers")
 def true_on_and_below_the_diagonal(ctx: Ctx) -> None:
-    for size in (1, 5):
+    for size in (5, 1):
         out = learner_call(ctx.obj, size, what=f"create_future_mask({size})")
         expected = solutions.create_future_mask(size)
         ones = torch.ones(size, size, dtype=torch.bool)
-        hyps = {"future_mask_upper": torch.triu(ones)[None, None],
-                "future_mask_upper#strict": torch.triu(ones, 1)[None, None],
-                "future_mask_excludes_diagonal": torch.tril(ones, -1)[None, None]}
+        hyps = {"future_mask_excludes_diagonal": torch.tril(ones, -1)[None, None],
+                "future_mask_upper": torch.triu(ones)[None, None],
+                "future_mask_upper#strict": torch.triu(ones, 1)[None, None]}
         _mask_values(out, expected, f"Your create_future_mask({size})", hyps)
 
 
@@ -206,25 +206,31 @@ def with_your_own_parts(ctx: Ctx) -> None:  # noqa: F811
 # --------------------------------------------------------------------------------------------------
 # DecoderLayer
 # --------------------------------------------------------------------------------------------------
-def decoder_layer_variant(ref, x, memory, src_mask, tgt_mask, *, norm: str = "post", residual: bool = True,
-                          kv: str = "memory", cross_mask: str = "src", self_mask: str = "tgt"):
+def decoder_layer_variant(ref, x, memory, src_mask, tgt_mask, *, norm: str = "post",
+                          residual: tuple = (True, True, True), kv: str = "memory", cross_mask: str = "src",
+                          self_mask: str = "tgt", norms: tuple = ("norm1", "norm2", "norm3")):
     """The post-norm decoder layer (eval mode) and its classic mistakes."""
     masks = {"src": src_mask, "tgt": tgt_mask, "none": None}
 
-    def sublayer(x, f, norm_module):
+    def sublayer(x, f, norm_module, res):
         if norm == "pre":
             return x + f(norm_module(x))
-        return norm_module(x + f(x)) if residual else norm_module(f(x))
+        return norm_module(x + f(x)) if res else norm_module(f(x))
 
-    x = sublayer(x, lambda t: ref.self_attn(t, t, t, masks[self_mask]), ref.norm1)
-    x = sublayer(x, lambda t: ref.cross_attn(t, memory if kv == "memory" else t, memory if kv == "memory" else t,
-                                             masks[cross_mask]), ref.norm2)
-    return sublayer(x, ref.feed_forward, ref.norm3)
+    n1, n2, n3 = (getattr(ref, n) for n in norms)
+    source = memory if kv == "memory" else None
+    x = sublayer(x, lambda t: ref.self_attn(t, t, t, masks[self_mask]), n1, residual[0])
+    x = sublayer(x, lambda t: ref.cross_attn(t, t if source is None else source, t if source is None else source,
+                                             masks[cross_mask]), n2, residual[1])
+    return sublayer(x, ref.feed_forward, n3, residual[2])
 
 
 def layer_hypotheses(ref, x, memory, src_mask, tgt_mask) -> dict:
     variants = {
-        "prenorm": dict(norm="pre"), "missing_residual": dict(residual=False),
+        "prenorm": dict(norm="pre"), "missing_residual": dict(residual=(False, False, False)),
+        "missing_residual#1": dict(residual=(False, True, True)),
+        "missing_residual#2": dict(residual=(True, False, True)),
+        "missing_residual#3": dict(residual=(True, True, False)),
         "cross_attn_kv_from_decoder": dict(kv="decoder"),
         "cross_attn_kv_from_decoder#tgtmask": dict(kv="decoder", cross_mask="tgt"),
         "cross_attn_wrong_mask": dict(cross_mask="tgt"),
@@ -234,6 +240,9 @@ def layer_hypotheses(ref, x, memory, src_mask, tgt_mask) -> dict:
         "mask_not_passed": dict(self_mask="none", cross_mask="none"),
         "cross_attn_wrong_mask#swapped": dict(self_mask="src", cross_mask="tgt"),
     }
+    for i, norms in enumerate([("norm1", "norm1", "norm1"), ("norm1", "norm1", "norm3"), ("norm1", "norm2", "norm2"),
+                               ("norm1", "norm2", "norm1"), ("norm2", "norm2", "norm3")]):
+        variants[f"norms_shared#{i}"] = dict(norms=norms)
     return {k: (lambda kw=kw: decoder_layer_variant(ref, x, memory, src_mask, tgt_mask, **kw).detach())
             for k, kw in variants.items()}
 
@@ -342,6 +351,7 @@ def does_not_change_its_inputs(ctx: Ctx) -> None:  # noqa: F811
 
 
 @LAYER.test("hygiene")
+@in_float64
 def works_in_float64_and_keeps_the_device(ctx: Ctx) -> None:  # noqa: F811
     mine, ref = _layer_pair(ctx)
     learner_call(mine.double, what="DecoderLayer.double()")
@@ -456,6 +466,7 @@ def does_not_change_its_inputs(ctx: Ctx) -> None:  # noqa: F811
 
 
 @STACK.test("hygiene")
+@in_float64
 def works_in_float64_and_keeps_the_device(ctx: Ctx) -> None:  # noqa: F811
     mine, ref = _stack_pair(ctx)
     learner_call(mine.double, what="Decoder.double()")

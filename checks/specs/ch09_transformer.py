@@ -9,7 +9,7 @@ import torch
 import solutions
 
 from ..core import Ctx, Fail, Spec, learner_call
-from .common import (D_FF, D_MODEL, HEADS, LAYERS, MAX_LEN, compare, expect_forward_signature, expect_independent,
+from .common import (in_float64, D_FF, D_MODEL, HEADS, LAYERS, MAX_LEN, compare, expect_forward_signature, expect_independent,
                      expect_init_signature, expect_module, expect_shape, expect_unchanged, grads_match, make_pair,
                      own_parts_check, require_device, require_float64, snapshot)
 
@@ -102,6 +102,18 @@ def logits_match_the_reference(ctx: Ctx) -> None:
 
 
 @SPEC.test("numbers")
+def uses_its_pad_idx(ctx: Ctx) -> None:
+    mine, ref = _pair(ctx, pad_idx=1)
+    src, tgt = _inputs()
+    src, tgt = src + 1, tgt + 1  # real tokens 2.., padding 1
+    src[src == SRC_V] = 2
+    tgt[tgt == TGT_V] = 2
+    wrong_pad = lambda: forward_variant(ref, src, tgt).detach()  # noqa: E731 - masks built with pad 0
+    compare(_run(mine, src, tgt), ref(src, tgt), "Your Transformer(pad_idx=1)'s logits on a batch padded with 1",
+            {"forward_masks_wrong": wrong_pad, **hypotheses(ref, src, tgt)})
+
+
+@SPEC.test("numbers")
 def encode_and_decode_match(ctx: Ctx) -> None:
     mine, ref = _pair(ctx)
     src, tgt = _inputs()
@@ -182,6 +194,7 @@ def does_not_change_its_inputs(ctx: Ctx) -> None:
 
 
 @SPEC.test("hygiene")
+@in_float64
 def works_in_float64_and_keeps_the_device(ctx: Ctx) -> None:
     mine, ref = _pair(ctx)
     learner_call(mine.double, what="Transformer.double()")

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import solutions
 
 from ..core import Ctx, Fail, Spec, learner_call
-from .common import (compare, expect_forward_signature, expect_init_signature, expect_module, expect_tensor,
+from .common import (in_float64, compare, expect_forward_signature, expect_init_signature, expect_module, expect_tensor,
                      expect_unchanged, require_float64, snapshot)
 
 SCHEDULER = Spec("TransformerLRScheduler", solutions.TransformerLRScheduler)
@@ -241,6 +241,7 @@ def does_not_change_its_inputs(ctx: Ctx) -> None:
 
 
 @LOSS.test("hygiene")
+@in_float64
 def works_in_float64(ctx: Ctx) -> None:
     logits, target = _loss_inputs(dtype=torch.float64)
     out = _loss(ctx, logits, target)

@@ -415,3 +415,17 @@ def own_parts_check(ctx: Ctx, build: Callable[[], tuple[nn.Module, nn.Module]],
     detail = "some of them are not written yet" if problem == "stub" else problem
     raise Fail(f"Your {ctx.exercise} is right with the reference parts, but not with your own ({names}): "
                f"{detail}. Check those exercises one by one.", ["uses_faulty_part"])
+
+
+def in_float64(test: Callable[[Ctx], None]) -> Callable[[Ctx], None]:
+    """Mark a float64 test: a failure there with no more specific diagnosis is ``float64_fails``."""
+    import functools
+
+    @functools.wraps(test)
+    def run(ctx: Ctx) -> None:
+        try:
+            test(ctx)
+        except Fail as fail:
+            raise Fail(fail.message, fail.diagnoses or ["float64_fails"]) from None
+
+    return run
