@@ -23,6 +23,12 @@ Which cells run: the setup and exercise cells, and any cell you added yourself; 
 demo, figure and training cells are skipped (--all-cells runs them too), and so are the check()
 and hint() cells, shell lines (!...) and magics (%...).
 
+--json prints one object: {"chapters": [{"chapter", "path", "status" (graded, missing, unreadable,
+timeout or crashed), "message", "cell_errors": [{"cell", "first_line", "error"}], "output_tail",
+"seconds", "exercises": [{"exercise", "state" (passed, failed, not attempted or error), "passed",
+"failures", "diagnoses", "tests", "text"}]}], "summary": {"passed", "failed", "not attempted",
+"error", "total", "ok"}, "seconds"}. Your notebooks' prints never mix into it.
+
 exit status:
   0  every graded exercise passed
   1  anything else: an exercise failed, is not attempted yet, or could not be graded (missing or
