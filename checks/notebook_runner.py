@@ -397,12 +397,13 @@ def _chapter_failure(job: ChapterJob, status: str, message: str) -> dict:
     }
 
 
-def grade_chapters(jobs: list[ChapterJob], timeout: float = 60.0, workers: int | None = None,
-                   check_time: float = 15.0) -> list[dict]:
+def grade_chapters(jobs: list[ChapterJob], timeout: float = 30.0, workers: int | None = None,
+                   check_time: float = 15.0, grace: float = 10.0) -> list[dict]:
     """Grade every readable chapter in its own process; one result dict per job, in order.
 
     ``timeout``: seconds one cell may run (a notebook's cells get twice that in all). A chapter's
-    process still alive ``2 * timeout + check_time * exercises + 10`` seconds after it started is killed.
+    process still alive ``2 * timeout + check_time * exercises + grace`` seconds after it started is
+    killed (a hang that the per-cell alarm cannot stop: a learner who blocks signals, C code...).
     """
     results: list[dict | None] = [None] * len(jobs)
     pending = []
@@ -427,7 +428,7 @@ def grade_chapters(jobs: list[ChapterJob], timeout: float = 60.0, workers: int |
                 payload = asdict(job)
                 payload["timeout"] = timeout
                 process = _start(payload, f"{tmp}/{i}.json", f"{tmp}/{i}.out")
-                running[i] = (process, time.monotonic(), 2 * timeout + check_time * len(job.exercises) + 10)
+                running[i] = (process, time.monotonic(), 2 * timeout + check_time * len(job.exercises) + grace)
             time.sleep(0.02)
             for i, (process, started, limit) in list(running.items()):
                 elapsed = time.monotonic() - started

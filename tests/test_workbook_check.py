@@ -322,3 +322,21 @@ def test_solved_chapter_notebooks_pass(capsys) -> None:
                for c in data["chapters"] for e in c["exercises"] if e["state"] != "passed"}
     assert not failing
     assert code == 0
+
+
+def test_a_hang_the_cell_alarm_cannot_stop_is_killed(tmp_path: Path) -> None:
+    """A cell that ignores SIGALRM and never ends: its chapter's process is killed and reported as
+    timed out, and the next chapter is graded all the same."""
+    from checks.chapters import chapter
+    from checks.notebook_runner import grade_chapters, read_chapter
+
+    write(tmp_path / "05_feed_forward.ipynb", cell(SETUP),
+          cell("import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass"))
+    write(tmp_path / "06_layer_norm.ipynb", cell(SETUP), cell(ref("LayerNorm")))
+    jobs = [read_chapter(chapter(n), tmp_path / f"{chapter(n).stem}.ipynb") for n in ("05", "06")]
+    start = time.perf_counter()
+    hung, fine = grade_chapters(jobs, timeout=0.5, check_time=0.0, grace=1.5)
+    assert time.perf_counter() - start < 30
+    assert hung["status"] == "timeout" and "took longer than" in hung["message"]
+    assert hung["exercises"][0]["state"] == "error"
+    assert fine["status"] == "graded" and fine["exercises"][0]["state"] == "passed"
