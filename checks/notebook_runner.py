@@ -2,8 +2,8 @@
 
 Two halves:
 
-* :func:`read_chapter` (in the calling process, no learner code runs): reads a notebook with
-  the JSON (never writes it) and picks the code cells to run;
+* :func:`read_chapter` (in the calling process, no learner code runs): reads a notebook's JSON
+  (never writes it) and picks the code cells to run;
 * :func:`grade_chapters`: runs each chapter's cells in its own FRESH process, then calls
   ``checks.check`` there for every exercise of the chapter, and brings the results back as JSON
   through a result file (the learner's prints go to a capture file, never into the results).
@@ -12,16 +12,18 @@ Which cells run. Code cells tagged (``cell.metadata["workbook"]["role"]``) ``set
 and untagged cells (the learner's own). Skipped: ``check`` and ``hint`` cells, cells whose code is
 only calls of ``check(`` / ``hint(`` / ``solution(``, and, unless ``all_cells=True``, ``other`` cells
 (the chapter's demos, figures and training runs: they never define an exercise, and they are the slow
-part). Shell and magic lines (``!pip ...``, ``%matplotlib ...``) are dropped; a cell that starts with
-a cell magic other than ``%%time`` / ``%%capture`` is skipped.
+part). Shell and magic lines (``!pip ...``, ``%matplotlib ...``) are blanked; a cell that starts with
+a cell magic other than ``%%time`` / ``%%capture`` is skipped. Cells run in the notebook's folder
+(as a Jupyter kernel would), in a fresh ``__main__`` namespace, and go on after a cell raises (each
+error is reported with the cell number and the learner's own line).
 
 Isolation and speed. A process that imports torch costs 1-2 s, so on Linux the chapters' processes
 are forked from the calling process once it has imported torch, matplotlib and the checker (no
 learner code ever runs in it): a fork costs milliseconds. Where forking is not safe (macOS, Windows,
 or a caller with other threads running) each chapter gets a fresh ``python -m
-checks.notebook_runner`` instead: slower, just as isolated.
-Each chapter still gets its own process: its namespace, ``sys.exit``, a crash or a hang cannot touch
-another chapter. Time limits: a cell may run ``timeout`` seconds, then it is interrupted and the
+checks.notebook_runner`` instead: slower, just as isolated. Either way each chapter has its own
+process: its namespace, ``sys.exit``, a crash or a hang cannot touch another chapter. At most two
+chapters run at a time (the later, heavier chapters first). Time limits: a cell may run ``timeout`` seconds, then it is interrupted and the
 next cell runs (the cells of one notebook get ``2 * timeout`` in all; later cells are then skipped);
 the exercises are graded all the same, each under the checker's own time limit; a process that
 outlives all of that is killed and its chapter reported as timed out.
@@ -222,8 +224,10 @@ def _run_cells(job: dict, namespace: dict, limit: float) -> dict[int, str]:
     deadline = time.monotonic() + 2 * limit
     can_alarm = hasattr(signal, "setitimer")
 
+    allotted = limit  # seconds the running cell was given
+
     def on_alarm(signum: int, frame: Any) -> None:
-        raise CellTimeout(f"was still running after {limit:g} s and was stopped (an endless loop? a long "
+        raise CellTimeout(f"was still running after {allotted:g} s and was stopped (an endless loop? a long "
                           "training run? `workbook check --timeout SECONDS` allows more)")
 
     if can_alarm:
@@ -238,6 +242,7 @@ def _run_cells(job: dict, namespace: dict, limit: float) -> dict[int, str]:
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         try:
             code = compile(source, filename, "exec")
+            allotted = round(min(limit, remaining), 1)
             if can_alarm:
                 signal.setitimer(signal.ITIMER_REAL, min(limit, remaining))
             try:
@@ -421,24 +426,30 @@ def grade_chapters(jobs: list[ChapterJob], timeout: float = 30.0, workers: int |
     with tempfile.TemporaryDirectory(prefix="workbook-check-") as tmp:
         running: dict[int, tuple[Any, float, float]] = {}  # job index -> (process, start, limit)
         queue = sorted(pending, key=lambda i: -CHAPTER_ORDER.get(jobs[i].stem, 0))  # heavy ones first
-        while queue or running:
-            while queue and len(running) < workers:
-                i = queue.pop(0)
-                job = jobs[i]
-                payload = asdict(job)
-                payload["timeout"] = timeout
-                process = _start(payload, f"{tmp}/{i}.json", f"{tmp}/{i}.out")
-                running[i] = (process, time.monotonic(), 2 * timeout + check_time * len(job.exercises) + grace)
-            time.sleep(0.02)
-            for i, (process, started, limit) in list(running.items()):
-                elapsed = time.monotonic() - started
-                if process.is_alive() and elapsed < limit:
-                    continue
+        try:
+            while queue or running:
+                while queue and len(running) < workers:
+                    i = queue.pop(0)
+                    job = jobs[i]
+                    payload = asdict(job)
+                    payload["timeout"] = timeout
+                    process = _start(payload, f"{tmp}/{i}.json", f"{tmp}/{i}.out")
+                    running[i] = (process, time.monotonic(), 2 * timeout + check_time * len(job.exercises) + grace)
+                time.sleep(0.02)
+                for i, (process, started, limit) in list(running.items()):
+                    elapsed = time.monotonic() - started
+                    if process.is_alive() and elapsed < limit:
+                        continue
+                    if process.is_alive():
+                        process.kill()
+                    process.join()
+                    del running[i]
+                    results[i] = _collect(jobs[i], Path(tmp), i, process.exitcode, elapsed, limit)
+        finally:  # Ctrl-C (or any error here): leave no chapter process behind
+            for process, _, _ in running.values():
                 if process.is_alive():
                     process.kill()
                 process.join()
-                del running[i]
-                results[i] = _collect(jobs[i], Path(tmp), i, process.exitcode, elapsed, limit)
     return results  # type: ignore[return-value]
 
 
