@@ -37,6 +37,7 @@ import linecache
 import multiprocessing
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -205,7 +206,6 @@ def _redirect_output(capture_path: str) -> None:
     os.close(fd)
     try:
         import resource
-        import signal
 
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the cap a print fails, it does not kill us
         resource.setrlimit(resource.RLIMIT_FSIZE, (OUTPUT_LIMIT, OUTPUT_LIMIT))
@@ -218,8 +218,6 @@ def _run_cells(job: dict, namespace: dict, limit: float) -> dict[int, str]:
 
     Returns ``{cell index: error description}`` for the cells that raised.
     """
-    import signal
-
     errors: dict[int, str] = {}
     deadline = time.monotonic() + 2 * limit
     can_alarm = hasattr(signal, "setitimer")
@@ -425,6 +423,7 @@ def grade_chapters(jobs: list[ChapterJob], timeout: float = 30.0, workers: int |
     _preload()
     with tempfile.TemporaryDirectory(prefix="workbook-check-") as tmp:
         running: dict[int, tuple[Any, float, float]] = {}  # job index -> (process, start, limit)
+        previous_term = _terminate_on_sigterm()
         queue = sorted(pending, key=lambda i: -CHAPTER_ORDER.get(jobs[i].stem, 0))  # heavy ones first
         try:
             while queue or running:
@@ -445,12 +444,26 @@ def grade_chapters(jobs: list[ChapterJob], timeout: float = 30.0, workers: int |
                     process.join()
                     del running[i]
                     results[i] = _collect(jobs[i], Path(tmp), i, process.exitcode, elapsed, limit)
-        finally:  # Ctrl-C (or any error here): leave no chapter process behind
+        finally:  # Ctrl-C, `kill`, or any error here: leave no chapter process behind
             for process, _, _ in running.values():
                 if process.is_alive():
                     process.kill()
                 process.join()
+            if previous_term is not None:
+                signal.signal(signal.SIGTERM, previous_term)
     return results  # type: ignore[return-value]
+
+
+def _terminate_on_sigterm() -> Any:
+    """Turn SIGTERM into SystemExit while grading, so the clean-up above runs; returns the old handler
+    (None when signals cannot be set here: not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _collect(job: ChapterJob, tmp: Path, i: int, exitcode: int | None, elapsed: float, limit: float) -> dict:
