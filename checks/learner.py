@@ -13,6 +13,7 @@ Hints and solutions viewed are recorded in the progress file (``checks.progress`
 
 from __future__ import annotations
 
+import functools
 import html
 import io
 import sys
@@ -152,6 +153,7 @@ def _terminal_colours() -> bool:
 # --------------------------------------------------------------------------------------------------
 # The reference, the learner's own work, and the choice between them
 # --------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
 def reference(name: str) -> Any:
     """The reference object of an exercise (``solutions.NAME``, or the chapter source's
     ``@@ solution`` block for an exercise ``solutions`` does not hold)."""
@@ -212,6 +214,20 @@ def exercise_cells(notebook_path: Path) -> list[str]:
     ]
 
 
+CELL_TIME_LIMIT = 30  # seconds for one earlier exercise cell (a definition cell runs in milliseconds)
+
+
+def _time_limit(seconds: float):
+    """The checker's time limit (SIGALRM in the main thread), or no limit when it is unavailable."""
+    try:
+        from checks.core import time_limit
+    except ImportError:
+        from contextlib import nullcontext
+
+        return nullcontext()
+    return time_limit(seconds)
+
+
 def earlier_parts(names: list[str], use_my_work: bool = False, chapters_dir: str | Path | None = None) -> dict[str, Any]:
     """The parts from earlier chapters, by name.
 
@@ -237,12 +253,14 @@ def earlier_parts(names: list[str], use_my_work: bool = False, chapters_dir: str
             continue
         for code in exercise_cells(path):
             try:
-                with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+                with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()), _time_limit(CELL_TIME_LIMIT):
                     exec(compile(code, f"{path.name}", "exec"), namespace)  # noqa: S102 - the learner's own code
             except BaseException as error:  # noqa: BLE001 - a broken earlier cell must not break this chapter
                 if isinstance(error, KeyboardInterrupt):
                     raise
-                print(f"- {path.name}: an exercise cell raised {type(error).__name__}: {error}")
+                what = f"ran longer than {CELL_TIME_LIMIT} s" if type(error).__name__ == "TimeLimit" else (
+                    f"raised {type(error).__name__}: {error}")
+                print(f"- {path.name}: an exercise cell {what}")
         for name in ch.exercises:  # later chapters' code sees the reference for parts not yet passing
             if name in namespace:
                 states[name] = _quiet_check(namespace[name], name)

@@ -220,3 +220,15 @@ def test_mine_or_reference_never_returns_a_stub(tmp_path, monkeypatch):
     assert picked is learner.reference("FeedForwardNetwork")
     exec(learner.STANDARD_PRELUDE + notebooks.reference_source("FeedForwardNetwork"), namespace)
     assert learner.mine_or_reference("FeedForwardNetwork", namespace) is namespace["FeedForwardNetwork"]
+
+
+def test_earlier_parts_survives_a_cell_that_never_ends(tmp_path, monkeypatch):
+    from checks import learner
+
+    monkeypatch.setenv("WORKBOOK_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(learner, "CELL_TIME_LIMIT", 1)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("while True:\n    pass", metadata={"workbook": {"role": "exercise", "exercise": "softmax"}})]
+    nbformat.write(nb, tmp_path / "00_introduction.ipynb")
+    parts = learner.earlier_parts(["softmax"], use_my_work=True, chapters_dir=tmp_path)
+    assert parts["softmax"] is learner.reference("softmax")
