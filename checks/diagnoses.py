@@ -158,7 +158,7 @@ DIAGNOSES: dict[str, Diagnosis] = {
         "3.1", _g("torch.var")),
     "ln_eps_outside_sqrt": Diagnosis(
         "Your epsilon is added outside the square root: on inputs with a tiny variance that gives a "
-        "different result. It belongs inside: sqrt(var + eps).",
+        "very different result. Compare where the formula on the nn.LayerNorm page puts it.",
         "3.1", _g("torch.nn.LayerNorm")),
     "ln_wrong_axis": Diagnosis(
         "Your mean and variance are taken over the wrong axis: layer norm normalises each position's "

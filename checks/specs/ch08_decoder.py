@@ -233,6 +233,7 @@ def layer_hypotheses(ref, x, memory, src_mask, tgt_mask) -> dict:
         "missing_residual#3": dict(residual=(True, True, False)),
         "cross_attn_kv_from_decoder": dict(kv="decoder"),
         "cross_attn_kv_from_decoder#tgtmask": dict(kv="decoder", cross_mask="tgt"),
+        "cross_attn_kv_from_decoder#nomask": dict(kv="decoder", cross_mask="none"),
         "cross_attn_wrong_mask": dict(cross_mask="tgt"),
         "cross_attn_wrong_mask#none": dict(cross_mask="none"),
         "self_attn_no_future_mask": dict(self_mask="none"),

@@ -1,0 +1,234 @@
+"""Learner code that misbehaves never crashes ``check()``: it gets a clear failed result.
+
+Each case goes through ``check()`` exactly as a notebook calls it: code that raises (the message shows
+the learner's own file, line and code), hangs (time limit, in the main thread and in another thread),
+prints a lot, returns the wrong type, returns NaN, calls ``sys.exit``, runs out of memory, or raises
+KeyboardInterrupt itself. Also: the result renders as text, HTML and JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+
+import torch
+import torch.nn as nn
+
+import solutions
+from checks import check
+
+
+class RaisingFFN(solutions.FeedForwardNetwork):
+    def forward(self, x):
+        hidden = self.W_1(x)
+        return self.W_2(hidden[:, :, 999])  # an IndexError on the learner's own line
+
+
+def test_an_exception_shows_the_learners_file_line_and_code() -> None:
+    result = check(RaisingFFN, "FeedForwardNetwork")
+    assert result.state == "failed"
+    message = result.failures[0]
+    assert "IndexError" in message
+    assert __file__ in message
+    line = RaisingFFN.forward.__code__.co_firstlineno + 2
+    assert f"line {line}" in message
+    assert "hidden[:, :, 999]" in message
+    assert "checks/" not in message  # none of the checker's internals
+
+
+class HangingLayerNorm(solutions.LayerNorm):
+    def forward(self, x):
+        while True:
+            pass
+
+
+def test_an_endless_loop_hits_the_time_limit() -> None:
+    start = time.perf_counter()
+    result = check(HangingLayerNorm, "LayerNorm", time_limit=1.0)
+    assert time.perf_counter() - start < 5
+    assert result.state == "failed"
+    assert "longer than 1 s" in result.failures[0]
+
+
+def test_an_endless_loop_that_swallows_exceptions_still_stops() -> None:
+    def stubborn_softmax(x, dim=-1):
+        deadline = time.perf_counter() + 3.0
+        while time.perf_counter() < deadline:
+            try:
+                time.sleep(0.01)
+            except Exception:  # the time limit is not an Exception: this cannot swallow it
+                pass
+        return torch.softmax(x, dim)
+
+    start = time.perf_counter()
+    result = check(stubborn_softmax, "softmax", time_limit=0.5)
+    assert time.perf_counter() - start < 2.5
+    assert result.state == "failed" and "longer than" in result.failures[0]
+
+
+def test_the_time_limit_works_outside_the_main_thread() -> None:
+    box = {}
+    worker = threading.Thread(target=lambda: box.update(result=check(HangingLayerNorm, "LayerNorm", time_limit=1.0)))
+    start = time.perf_counter()
+    worker.start()
+    worker.join(10)
+    assert time.perf_counter() - start < 5
+    assert box["result"].state == "failed" and "longer than 1 s" in box["result"].failures[0]
+
+
+class ChattyFFN(solutions.FeedForwardNetwork):
+    def forward(self, x):
+        for i in range(2000):
+            print("debugging", i, x.shape)
+        return super().forward(x)
+
+
+def test_printing_a_lot_is_captured_and_truncated(capsys) -> None:
+    result = check(ChattyFFN, "FeedForwardNetwork")
+    captured = capsys.readouterr()
+    assert result.state == "passed"
+    assert "debugging" not in captured.out  # nothing floods the notebook
+    assert result.output.startswith("debugging 0")
+    assert len(result.output) < 2500 and "more characters not shown" in result.output
+    assert "Your code printed" in str(result)
+
+
+def test_a_wrong_return_type_is_named() -> None:
+    def sdpa_returns_one_thing(query, key, value, mask=None):
+        return torch.softmax(query @ key.transpose(-2, -1) / query.size(-1) ** 0.5, -1) @ value
+
+    result = check(sdpa_returns_one_thing, "scaled_dot_product_attention")
+    assert result.state == "failed"
+    assert result.diagnoses == ["returns_wrong_type"]
+    assert "(output, weights)" in result.failures[0]
+
+
+class NanEmbedding(solutions.TokenEmbedding):
+    def forward(self, tokens):
+        return self.embedding(tokens) * float("nan")
+
+
+def test_nan_outputs_are_named() -> None:
+    result = check(NanEmbedding, "TokenEmbedding")
+    assert result.state == "failed" and "nan_or_inf" in result.diagnoses
+    assert "NaN" in result.failures[0]
+
+
+class ExitingLayerNorm(solutions.LayerNorm):
+    def forward(self, x):
+        sys.exit("bye")
+
+
+def test_sys_exit_is_caught() -> None:
+    result = check(ExitingLayerNorm, "LayerNorm")
+    assert result.state == "failed"
+    assert "sys.exit()" in result.failures[0]
+
+
+class GreedyMemoryMHA(solutions.MultiHeadAttention):
+    def forward(self, query, key, value, mask=None):
+        raise MemoryError()
+
+
+class CudaStyleOOM(solutions.MultiHeadAttention):
+    def forward(self, query, key, value, mask=None):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 40.00 GiB")
+
+
+def test_running_out_of_memory_is_a_clear_failure() -> None:
+    for cls in (GreedyMemoryMHA, CudaStyleOOM):
+        result = check(cls, "MultiHeadAttention")
+        assert result.state == "failed"
+        assert "ran out of memory" in result.failures[0], result.failures[0]
+
+
+def test_a_huge_allocation_is_a_clear_failure() -> None:
+    class HugeFFN(solutions.FeedForwardNetwork):
+        def forward(self, x):
+            table = torch.empty(2**40, 2**20)  # far more memory than any machine has
+            return super().forward(x) + table[0, 0]
+
+    result = check(HugeFFN, "FeedForwardNetwork")
+    assert result.state == "failed"
+    assert "ran out of memory" in result.failures[0] or "RuntimeError" in result.failures[0]
+
+
+class InterruptingFFN(solutions.FeedForwardNetwork):
+    def forward(self, x):
+        raise KeyboardInterrupt
+
+
+def test_keyboard_interrupt_raised_by_learner_code_is_a_failure() -> None:
+    result = check(InterruptingFFN, "FeedForwardNetwork")
+    assert result.state == "failed" and "KeyboardInterrupt" in result.failures[0]
+
+
+class NotAModule:
+    def __init__(self, d_model, d_ff):
+        pass
+
+
+def test_a_class_that_is_not_a_module_is_named() -> None:
+    result = check(NotAModule, "FeedForwardNetwork")
+    assert result.state == "failed" and "nn.Module" in result.failures[0]
+
+
+class MutatingLayerNorm(solutions.LayerNorm):
+    def forward(self, x):
+        x -= x.mean(dim=-1, keepdim=True)
+        return self.weight * x / torch.sqrt(x.var(dim=-1, keepdim=True, correction=0) + self.eps) + self.bias
+
+
+def test_changing_an_input_in_place_is_named() -> None:
+    result = check(MutatingLayerNorm, "LayerNorm")
+    assert result.state == "failed" and result.diagnoses == ["inplace_input_modification"]
+
+
+def test_rendering_text_html_and_json() -> None:
+    passed = check(solutions.FeedForwardNetwork)
+    failed = check(RaisingFFN, "FeedForwardNetwork")
+    text = str(failed)
+    assert text.startswith("FeedForwardNetwork: FAILED")
+    assert "[FAIL] shapes: output shape" in text and "[skip] numbers: matches equation 2" in text
+    assert "IndexError" in text
+    page = failed._repr_html_()
+    assert page.count("<tr") == len(failed.tests)
+    assert "#ffebe9" in page and "#dafbe1" in page  # red and green rows
+    assert "✔ passed" in passed._repr_html_() and "All checks passed" in str(passed)
+    data = json.loads(json.dumps(failed.to_dict()))
+    assert data["state"] == "failed" and data["passed"] is False
+    assert data["tests"][0] == {"name": "interface: constructor and parameters", "status": "passed", "message": ""}
+    assert data["failures"] == failed.failures
+
+
+def test_the_learners_class_is_not_changed() -> None:
+    before = dict(vars(RaisingFFN))
+    check(RaisingFFN, "FeedForwardNetwork")
+    assert dict(vars(RaisingFFN)) == before
+
+
+def test_check_keeps_the_global_random_state_and_grad_mode() -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    with torch.no_grad():
+        check(solutions.MultiHeadAttention)
+        assert not torch.is_grad_enabled()
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_module_with_a_broken_state_dict_is_a_failure() -> None:
+    class Weird(nn.Module):
+        def __init__(self, d_model, d_ff):
+            super().__init__()
+
+        def state_dict(self, *args, **kwargs):
+            raise ValueError("no")
+
+        def forward(self, x):
+            return x
+
+    result = check(Weird, "FeedForwardNetwork")
+    assert result.state == "failed" and "ValueError" in result.failures[0]
