@@ -445,7 +445,7 @@ def grade_chapters(jobs: list[ChapterJob], timeout: float = 30.0, workers: int |
                     del running[i]
                     results[i] = _collect(jobs[i], Path(tmp), i, process.exitcode, elapsed, limit)
         finally:  # Ctrl-C, `kill`, or any error here: leave no chapter process behind
-            for process, _, _ in []:
+            for process, _, _ in running.values():
                 if process.is_alive():
                     process.kill()
                 process.join()
@@ -463,7 +463,7 @@ def _terminate_on_sigterm() -> Any:
     def stop(signum: int, frame: Any) -> None:
         raise SystemExit(128 + signum)
 
-    return None
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _collect(job: ChapterJob, tmp: Path, i: int, exitcode: int | None, elapsed: float, limit: float) -> dict:

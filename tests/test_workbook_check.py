@@ -13,6 +13,7 @@ import inspect
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -340,3 +341,25 @@ def test_a_hang_the_cell_alarm_cannot_stop_is_killed(tmp_path: Path) -> None:
     assert hung["status"] == "timeout" and "took longer than" in hung["message"]
     assert hung["exercises"][0]["state"] == "error"
     assert fine["status"] == "graded" and fine["exercises"][0]["state"] == "passed"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_interrupting_the_command_leaves_no_chapter_process(tmp_path: Path, signum: int) -> None:
+    write(tmp_path / "06_layer_norm.ipynb", cell("while True:\n    pass"))
+    script = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+              f"from checks.cli import main; sys.exit(main(['check', '06', '--dir', {str(tmp_path)!r}]))")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    children_file = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + 60
+    children: list[str] = []
+    while not children and time.monotonic() < deadline:
+        time.sleep(0.2)
+        children = children_file.read_text().split() if children_file.exists() else []
+    assert children, "the chapter process never started"
+    proc.send_signal(signum)
+    proc.communicate(timeout=30)
+    time.sleep(0.5)
+    for pid in children:
+        status = Path(f"/proc/{pid}/status")
+        assert not status.exists() or "zombie" in status.read_text(), f"chapter process {pid} still running"
