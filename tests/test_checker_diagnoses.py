@@ -34,6 +34,12 @@ greedy_no_early_stop greedy_no_padding_after_end greedy_uses_first_position gree
 greedy_wrong_masks beam_no_length_penalty beam_wrong_length_penalty beam_returns_first_finished
 beam_not_greedy_at_one inplace_input_modification float64_fails device_not_kept returns_wrong_type nan_or_inf""".split()
 
+@pytest.fixture(autouse=True)
+def _private_progress_file(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """check() records progress (checks.progress): keep it out of the real home folder."""
+    monkeypatch.setenv("WORKBOOK_HOME", str(tmp_path / "workbook-home"))
+
+
 
 # --------------------------------------------------------------------------------------------------
 # A handful of buggy variants, one classic mistake each

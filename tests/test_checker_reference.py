@@ -24,6 +24,12 @@ from checks.specs.ch00_introduction import reference_softmax
 
 EXERCISES = list(EXERCISE_TO_CHAPTER)
 
+@pytest.fixture(autouse=True)
+def _private_progress_file(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """check() records progress (checks.progress): keep it out of the real home folder."""
+    monkeypatch.setenv("WORKBOOK_HOME", str(tmp_path / "workbook-home"))
+
+
 
 def reference(name: str):
     return reference_softmax if name == "softmax" else getattr(solutions, name)

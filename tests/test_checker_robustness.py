@@ -13,11 +13,18 @@ import sys
 import threading
 import time
 
+import pytest
 import torch
 import torch.nn as nn
 
 import solutions
 from checks import check
+
+@pytest.fixture(autouse=True)
+def _private_progress_file(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """check() records progress (checks.progress): keep it out of the real home folder."""
+    monkeypatch.setenv("WORKBOOK_HOME", str(tmp_path / "workbook-home"))
+
 
 
 class RaisingFFN(solutions.FeedForwardNetwork):
@@ -232,3 +239,51 @@ def test_a_module_with_a_broken_state_dict_is_a_failure() -> None:
 
     result = check(Weird, "FeedForwardNetwork")
     assert result.state == "failed" and "ValueError" in result.failures[0]
+
+
+HANGING_LAYER_NOTEBOOK = '''
+from solutions import FeedForwardNetwork, LayerNorm
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, d_model, num_heads):
+        super().__init__()
+        raise NotImplementedError
+
+class EncoderLayer(nn.Module):
+    def __init__(self, d_model, num_heads, d_ff, dropout=0.1):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, num_heads)
+        self.feed_forward = FeedForwardNetwork(d_model, d_ff)
+        self.norm1, self.norm2 = LayerNorm(d_model), LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, mask=None):
+        while True:
+            pass
+'''
+
+
+def test_the_learners_names_are_restored_after_a_timeout() -> None:
+    import types
+
+    module = types.ModuleType("nb_hanging_layer")
+    module.__dict__.update({"torch": torch, "nn": nn})
+    sys.modules[module.__name__] = module
+    exec(compile(HANGING_LAYER_NOTEBOOK, "<nb_hanging_layer>", "exec"), module.__dict__)
+    own = module.MultiHeadAttention
+    result = check(module.EncoderLayer, time_limit=1.0)
+    assert result.state == "failed" and "longer than" in result.failures[0]
+    assert module.MultiHeadAttention is own
+
+
+def test_progress_is_recorded_and_a_broken_progress_module_changes_nothing(monkeypatch, tmp_path) -> None:
+    import checks.progress as progress
+
+    assert check(solutions.LayerNorm).passed
+    assert progress.load().get("LayerNorm")["state"] == "passed"
+
+    def broken(exercise, state):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(progress, "record_check", broken)
+    assert check(solutions.LayerNorm).state == "passed"
