@@ -247,6 +247,32 @@ def test_stripped_metadata_is_reported_then_repaired(tmp_path, capsys):
     assert [c.metadata.get("nbgrader") for c in repaired.cells] == [c.metadata.get("nbgrader") for c in source.cells]
     assert workbook(["course", str(course), "--check"]) == 0
 
+    # Copied into a brand-new notebook: new cell ids, nothing to match by; still a message, no crash.
+    fresh = stripped(source)
+    for i, cell in enumerate(fresh.cells):
+        cell.id = f"new-{i}"
+    submit(course, "cat", "03_attention", fresh)
+    capsys.readouterr()
+    assert workbook(["course", str(course), "--repair"]) == 1
+    assert "lost the nbgrader metadata" in capsys.readouterr().out
+
+
+def test_feedback_preprocessor_hides_hidden_tests_and_their_tracebacks():
+    """HideHiddenTests on a graded test cell as nbgrader leaves it after a failed hidden test."""
+    from checks.nbgrader_ext import HideHiddenTests
+
+    nb = source_notebook("03")
+    cell = cell_of(nb, grade_cell_id("scaled_dot_product_attention"))
+    hidden = hidden_lines(nb)
+    cell.outputs = [nbformat.v4.new_output(
+        "error", ename="AssertionError", evalue="scaled_dot_product_attention: failed.\nwrong values",
+        traceback=["Traceback (most recent call last)", f"----> 3 {hidden[2]}", "AssertionError: ..."])]
+    nb, _ = HideHiddenTests().preprocess(nb, {})
+    cell = cell_of(nb, grade_cell_id("scaled_dot_product_attention"))
+    assert cell.source == "check(scaled_dot_product_attention)"
+    assert cell.outputs[0].traceback == ["AssertionError: scaled_dot_product_attention: failed.\nwrong values"]
+    assert not any(line in c.source for c in nb.cells for line in hidden)
+
 
 # --------------------------------------------------------------------------------------------------
 # End to end with the nbgrader command line
@@ -269,6 +295,7 @@ def test_course_end_to_end_chapter_00(tmp_path):
     assert done.returncode == 0, done.stderr
     assert scores(course, stem, "alice") == {"test_softmax": (1.0, 1.0)}
     assert scores(course, stem, "bob") == {"test_softmax": (0.0, 1.0)}
+    assert (course / ".workbook-grading" / "progress.json").exists()  # not the teacher's own progress
 
     done = nbgrader(course, "generate_feedback", stem)
     assert done.returncode == 0, done.stderr
