@@ -37,13 +37,24 @@ SETUP = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.funct
 
 
 def reference_code(name: str) -> str:
+    """The reference source of an exercise, plus an import of the module helpers it uses
+    (``greedy_decode`` calls ``solutions.decoding._next_token_logits``, for instance)."""
+    import re
+
     import solutions
+    from checks.chapters import EXERCISE_TO_CHAPTER
 
-    if hasattr(solutions, name):
-        return inspect.getsource(getattr(solutions, name))
-    from checks.notebooks import reference_source  # exercises without a solutions entry (softmax)
+    if not hasattr(solutions, name):
+        from checks.notebooks import reference_source  # exercises without a solutions entry (softmax)
 
-    return reference_source(name)
+        return reference_source(name)
+    obj = getattr(solutions, name)
+    code = inspect.getsource(obj)
+    module = inspect.getmodule(obj)
+    helpers = [h for h, value in vars(module).items()
+               if h not in EXERCISE_TO_CHAPTER and (inspect.isfunction(value) or inspect.isclass(value))
+               and getattr(value, "__module__", None) == module.__name__ and re.search(rf"\b{h}\(", code)]
+    return (f"from {module.__name__} import {', '.join(helpers)}\n" if helpers else "") + code
 
 
 def solved_copy(source: Path, target: Path) -> None:
