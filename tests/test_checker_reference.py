@@ -10,17 +10,21 @@
 from __future__ import annotations
 
 import inspect
+import math
 import sys
 import types
 
 import pytest
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 import solutions
 from checks import check
 from checks.chapters import EXERCISE_TO_CHAPTER
 from checks.specs import SPECS
 from checks.specs.ch00_introduction import reference_softmax
+from solutions import FeedForwardNetwork, MultiHeadAttention, create_future_mask, create_masks, create_padding_mask
 
 EXERCISES = list(EXERCISE_TO_CHAPTER)
 
@@ -168,3 +172,197 @@ def test_a_part_that_is_still_a_stub_is_named() -> None:
     result = check(nb.EncoderLayer)
     assert result.state == "failed"
     assert "your own MultiHeadAttention is not written yet" in result.failures[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Correct implementations written differently from the reference: all must pass
+# --------------------------------------------------------------------------------------------------
+def sdpa_inf(q, k, v, mask=None):
+    s = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(k.shape[-1])
+    if mask is not None:
+        s = torch.where(mask, s, torch.tensor(float("-inf"), dtype=s.dtype))
+    w = F.softmax(s, dim=-1)
+    return torch.matmul(w, v), w
+
+def sdpa_eq0(q, k, v, mask=None):
+    s = torch.einsum("...qd,...kd->...qk", q, k) * q.size(-1) ** -0.5
+    if mask is not None:
+        s = s.masked_fill(mask == 0, -1e9)
+    w = s.softmax(-1)
+    return torch.einsum("...qk,...kd->...qd", w, v), w
+
+def sdpa_torch(q, k, v, mask=None):
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    s = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    return out, s.softmax(-1)
+
+class PENonPersistent(nn.Module):
+    def __init__(self, d_model, max_seq_length=5000):
+        super().__init__()
+        pos = torch.arange(max_seq_length).unsqueeze(1)
+        div = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+        pe = torch.zeros(1, max_seq_length, d_model)
+        pe[0, :, 0::2] = torch.sin(pos * div)
+        pe[0, :, 1::2] = torch.cos(pos * div)
+        self.register_buffer("pe", pe, persistent=False)
+        self.max_seq_length = max_seq_length
+    def forward(self, x):
+        if x.size(1) > self.max_seq_length:
+            raise ValueError("too long")
+        return x + self.pe[:, : x.size(1), :]
+
+class PEStack(nn.Module):
+    def __init__(self, d_model, max_seq_length=5000):
+        super().__init__()
+        pos = torch.arange(max_seq_length, dtype=torch.float64)[:, None]
+        i = torch.arange(d_model // 2, dtype=torch.float64)
+        ang = pos / torch.pow(10000.0, 2 * i / d_model)
+        pe = torch.stack([ang.sin(), ang.cos()], dim=-1).reshape(max_seq_length, d_model).float()
+        self.register_buffer("pe", pe[None])
+    def forward(self, x):
+        assert x.size(1) <= self.pe.size(1), f"sequence of {x.size(1)} is longer than max_seq_length"
+        return x + self.pe[:, : x.size(1)]
+
+class MHAEinsum(nn.Module):
+    def __init__(self, d_model, num_heads):
+        super().__init__()
+        assert d_model % num_heads == 0, "d_model must be divisible by num_heads"
+        self.h, self.dk = num_heads, d_model // num_heads
+        self.W_q = nn.Linear(d_model, d_model); self.W_k = nn.Linear(d_model, d_model)
+        self.W_v = nn.Linear(d_model, d_model); self.W_o = nn.Linear(d_model, d_model)
+    def forward(self, query, key, value, mask=None):
+        B = query.size(0)
+        q = self.W_q(query).reshape(B, -1, self.h, self.dk)
+        k = self.W_k(key).reshape(B, -1, self.h, self.dk)
+        v = self.W_v(value).reshape(B, -1, self.h, self.dk)
+        s = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.dk)
+        if mask is not None:
+            s = s.masked_fill(mask.logical_not(), float("-inf"))
+        w = s.softmax(-1)
+        self.attention_weights = w
+        o = torch.einsum("bhqk,bkhd->bqhd", w, v).reshape(B, -1, self.h * self.dk)
+        return self.W_o(o)
+
+class LNFunctional(nn.Module):
+    def __init__(self, d_model, eps=1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d_model)); self.bias = nn.Parameter(torch.zeros(d_model)); self.eps = eps
+    def forward(self, x):
+        return F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
+
+class LNRsqrt(nn.Module):
+    def __init__(self, d_model, eps=1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d_model)); self.bias = nn.Parameter(torch.zeros(d_model)); self.eps = eps
+    def forward(self, x):
+        mu = x.mean(-1, keepdim=True); var = ((x - mu) ** 2).mean(-1, keepdim=True)
+        return (x - mu) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+class EncLayerFunctionalDropout(nn.Module):
+    def __init__(self, d_model, num_heads, d_ff, dropout=0.1):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, num_heads)
+        self.feed_forward = FeedForwardNetwork(d_model, d_ff)
+        self.norm1 = nn.LayerNorm(d_model); self.norm2 = nn.LayerNorm(d_model)
+        self.p = dropout
+    def forward(self, x, mask=None):
+        a = self.self_attn(x, x, x, mask)
+        x = self.norm1(x + F.dropout(a, self.p, self.training))
+        return self.norm2(x + F.dropout(self.feed_forward(x), self.p, self.training))
+
+class EncoderDeepcopy(nn.Module):
+    def __init__(self, vocab_size, d_model=512, num_layers=6, num_heads=8, d_ff=2048, dropout=0.1, max_seq_length=5000):
+        super().__init__()
+        import copy
+        self.embedding = solutions.TokenEmbedding(vocab_size, d_model)
+        self.positional_encoding = solutions.PositionalEncoding(d_model, max_seq_length)
+        self.dropout = nn.Dropout(dropout)
+        layer = solutions.EncoderLayer(d_model, num_heads, d_ff, dropout)
+        self.layers = nn.ModuleList([copy.deepcopy(layer) for _ in range(num_layers)])
+    def forward(self, src, src_mask=None):
+        x = self.dropout(self.positional_encoding(self.embedding(src)))
+        for layer in self.layers:
+            x = layer(x, mask=src_mask)
+        return x
+
+class TokenEmbeddingPad(nn.Module):
+    def __init__(self, vocab_size, d_model):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=0); self.scale = d_model ** 0.5
+    def forward(self, tokens):
+        return self.embedding(tokens) * self.scale
+
+class TransformerTieFirst(nn.Module):
+    def __init__(self, src_vocab_size, tgt_vocab_size, d_model=512, num_layers=6, num_heads=8, d_ff=2048,
+                 dropout=0.1, max_seq_length=5000, pad_idx=0, share_embeddings=False):
+        super().__init__()
+        self.pad_idx = pad_idx
+        self.encoder = solutions.Encoder(src_vocab_size, d_model, num_layers, num_heads, d_ff, dropout, max_seq_length)
+        self.decoder = solutions.Decoder(tgt_vocab_size, d_model, num_layers, num_heads, d_ff, dropout, max_seq_length)
+        if share_embeddings:
+            self.encoder.embedding.embedding = self.decoder.embedding.embedding
+        self.generator = nn.Linear(d_model, tgt_vocab_size)
+        self.generator.weight = self.decoder.embedding.embedding.weight
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+    def encode(self, src, src_mask=None):
+        return self.encoder(src, src_mask)
+    def decode(self, tgt, memory, src_mask=None, tgt_mask=None):
+        return self.decoder(tgt, memory, src_mask, tgt_mask)
+    def forward(self, src, tgt):
+        src_mask = create_padding_mask(src, self.pad_idx)
+        tgt_mask = create_padding_mask(tgt, self.pad_idx) & create_future_mask(tgt.size(1)).to(tgt.device)
+        return self.generator(self.decode(tgt, self.encode(src, src_mask), src_mask, tgt_mask))
+
+class SchedSimple:
+    def __init__(self, optimizer, d_model, warmup_steps=4000, factor=1.0):
+        self.optimizer, self.d_model, self.warmup, self.factor, self._step = optimizer, d_model, warmup_steps, factor, 0
+    def get_lr(self, step_num):
+        return self.factor * (self.d_model ** -0.5) * min(step_num ** -0.5, step_num * self.warmup ** -1.5)
+    def step(self, step_num=None):
+        self._step = step_num if step_num is not None else self._step + 1
+        lr = self.get_lr(self._step)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        return lr
+
+class LSHand(nn.Module):
+    def __init__(self, smoothing=0.1, ignore_index=0):
+        super().__init__(); self.s, self.ii = smoothing, ignore_index
+    def forward(self, logits, target):
+        V = logits.size(-1); lp = logits.log_softmax(-1).view(-1, V); t = target.reshape(-1)
+        q = torch.full_like(lp, self.s / V).scatter(1, t.unsqueeze(1), 1 - self.s + self.s / V)
+        loss = -(q * lp).sum(-1); keep = (t != self.ii).float()
+        return (loss * keep).sum() / keep.sum()
+
+@torch.no_grad()
+def greedy_forward(model, src, max_len, start_idx, end_idx, pad_idx=0):
+    ys = torch.full((src.size(0), 1), start_idx, dtype=torch.long)
+    done = torch.zeros(src.size(0), dtype=torch.bool)
+    src_mask = create_padding_mask(src, pad_idx)
+    memory = model.encode(src, src_mask)
+    for _ in range(max_len - 1):
+        _, tgt_mask = create_masks(src, ys, pad_idx)
+        nxt = model.generator(model.decode(ys, memory, src_mask, tgt_mask))[:, -1].argmax(-1)
+        nxt = torch.where(done, torch.full_like(nxt, pad_idx), nxt)
+        ys = torch.cat([ys, nxt.unsqueeze(-1)], -1)
+        done = done | nxt.eq(end_idx)
+        if bool(done.all()):
+            break
+    return ys
+
+CASES = [("scaled_dot_product_attention", sdpa_inf), ("scaled_dot_product_attention", sdpa_eq0),
+         ("scaled_dot_product_attention", sdpa_torch), ("PositionalEncoding", PENonPersistent),
+         ("PositionalEncoding", PEStack), ("MultiHeadAttention", MHAEinsum), ("LayerNorm", LNFunctional),
+         ("LayerNorm", LNRsqrt), ("EncoderLayer", EncLayerFunctionalDropout), ("Encoder", EncoderDeepcopy),
+         ("TokenEmbedding", TokenEmbeddingPad), ("Transformer", TransformerTieFirst),
+         ("TransformerLRScheduler", SchedSimple), ("LabelSmoothingLoss", LSHand), ("greedy_decode", greedy_forward)]
+
+
+@pytest.mark.parametrize("exercise, obj", CASES, ids=[f"{e}-{o.__name__}" for e, o in CASES])
+def test_correct_but_different_code_passes(exercise: str, obj) -> None:
+    result = check(obj, exercise)
+    assert result.state == "passed", str(result)
