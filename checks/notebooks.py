@@ -398,6 +398,22 @@ def drifted(chapters_dir: Path = CHAPTERS_DIR, stems: list[str] | None = None) -
     return out
 
 
+def stale_solved(solved_dir: Path = CHAPTERS_DIR / "solved", stems: list[str] | None = None) -> list[str]:
+    """Solved copies whose cells' code and text differ from their source (outputs are not compared:
+    they hold timings). A missing solved copy is not reported: they are built on request."""
+    import nbformat
+
+    out = []
+    for info in _selected(stems):
+        target = Path(solved_dir) / f"{info.stem}.ipynb"
+        if target.exists():
+            have = [c.source for c in nbformat.read(target, as_version=4).cells]
+            want = [c.source for c in make_notebook(load_source(info.stem), "solved").cells]
+            if have != want:
+                out.append(f"{target} (run `workbook build --solved {info.stem[:2]}`)")
+    return out
+
+
 def execute(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 300) -> nbformat.NotebookNode:
     """Run a notebook top to bottom with nbclient, with progress written to a throwaway
     WORKBOOK_HOME (running a notebook here must not change the learner's own progress)."""

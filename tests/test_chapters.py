@@ -53,6 +53,11 @@ def test_regeneration_is_a_no_op(tmp_path):
     assert notebooks.drifted(REPO / "chapters") == []
 
 
+def test_solved_copies_match_their_sources():
+    stale = notebooks.stale_solved(REPO / "chapters" / "solved")
+    assert not stale, f"solved copies out of date: {stale}"
+
+
 def test_generation_is_deterministic():
     source = notebooks.load_source(WRITTEN[0])
     assert notebooks.render(notebooks.make_notebook(source)) == notebooks.render(notebooks.make_notebook(source))

@@ -187,7 +187,7 @@ def run_build(args: argparse.Namespace) -> int:
     try:
         stems = [chapter(c).stem for c in args.chapters] or None
         if args.check:
-            drift = notebooks.drifted(out, stems)
+            drift = notebooks.drifted(out, stems) + notebooks.stale_solved(out / "solved", stems)
             for line in drift:
                 print(f"out of date: {line}")
             if drift:
