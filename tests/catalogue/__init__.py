@@ -56,7 +56,7 @@ def load() -> tuple[list[Entry], list[Entry]]:
     """Import every catalogue module and return ``(BUGGY, CORRECT)``."""
     import importlib
 
-    for module in ("buggy", "correct"):  # importing a module registers its entries
+    for module in ("buggy", "buggy_more", "correct"):  # importing a module registers its entries
         importlib.import_module(f"{__name__}.{module}")
 
     return BUGGY, CORRECT
