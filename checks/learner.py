@@ -112,11 +112,10 @@ def hint(obj_or_name: Any, number: int | None = None) -> Shown:
     name = exercise_name(obj_or_name)
     hints = hints_for(name)
     if number is None:
-        number = min(progress.record_hint(name), len(hints))
+        number = min(progress.load().get(name)["hints"] + 1, len(hints))
     elif not 1 <= number <= len(hints):
         raise ValueError(f"{name} has hints 1 to {len(hints)}, not {number}.")
-    else:
-        progress.record_hint(name)
+    progress.record_hint(name, number)
     text = hints[number - 1]
     if number == len(hints):
         more = f"That was the last hint. Still stuck? `solution({name})` shows the reference."

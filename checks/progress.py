@@ -110,9 +110,10 @@ def record_check(exercise: str, state: str) -> None:
     _update(exercise, state=state)
 
 
-def record_hint(exercise: str) -> int:
-    """Count one more hint shown for ``exercise``; returns the new count."""
-    return _update(exercise, hints=lambda n: (n or 0) + 1)["hints"]
+def record_hint(exercise: str, number: int) -> int:
+    """Note that hint ``number`` (1, 2, ...) of ``exercise`` was shown. ``hints`` is the furthest hint
+    seen so far, which is also how many hints were used; returns it."""
+    return _update(exercise, hints=lambda n: max(n or 0, number))["hints"]
 
 
 def record_solution(exercise: str) -> None:
