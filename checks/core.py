@@ -596,14 +596,16 @@ def _record(result: CheckResult) -> None:
 
 
 @contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """The checks use tiny tensors: one intra-op thread is many times faster than a contended pool."""
-    before = torch.get_num_threads()
+def _torch_settings_kept() -> Iterator[None]:
+    """Grade with one intra-op thread (tiny tensors: many times faster than a contended pool), and
+    give back the thread count and default dtype as they were, whatever the learner's code set."""
+    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
     torch.set_num_threads(1)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        torch.set_num_threads(threads)
+        torch.set_default_dtype(dtype)
 
 
 def _grade(name: str, obj: Any, limit: float) -> CheckResult:
@@ -621,7 +623,7 @@ def _grade(name: str, obj: Any, limit: float) -> CheckResult:
             stack.enter_context(contextlib.redirect_stderr(buffer))
             stack.enter_context(torch.random.fork_rng(devices=[]))
             stack.enter_context(torch.enable_grad())
-            stack.enter_context(_one_torch_thread())
+            stack.enter_context(_torch_settings_kept())
             stack.enter_context(time_limit(limit))
             result = run_spec(spec, obj, REFERENCES)
     except TimeLimit:
