@@ -107,7 +107,7 @@ def hints_for(name: str) -> list[str]:
     return load_source(EXERCISE_TO_CHAPTER[name]).hints[name]
 
 
-def hint(obj_or_name: Any, number: int | None = None) -> Shown:
+def hint(obj_or_name: Any, number: int | None = None) -> Shown | None:
     """The next hint for an exercise (or hint ``number``, counting from 1). Recorded in your progress."""
     name = exercise_name(obj_or_name)
     hints = hints_for(name)
@@ -125,7 +125,7 @@ def hint(obj_or_name: Any, number: int | None = None) -> Shown:
     return _show(Shown(title, f"{text}\n\n{more}", _markdown_to_html(text) + _markdown_to_html(more)))
 
 
-def solution(obj_or_name: Any) -> Shown:
+def solution(obj_or_name: Any) -> Shown | None:
     """The reference source of an exercise, highlighted. Recorded in your progress."""
     from checks.notebooks import reference_source
 

@@ -1,8 +1,8 @@
 """The learner's progress: a small JSON file that survives restarts.
 
 Where: ``$WORKBOOK_HOME/progress.json``, by default ``~/.transformer-workbook/progress.json``.
-What: for each exercise, the last check's state ("passed" / "failed" / "not attempted"), how many
-hints were shown, and whether the solution was viewed::
+What: for each exercise, the last check's state ("passed" / "failed" / "not attempted"), the
+furthest hint seen (= hints used), and whether the solution was viewed::
 
     {"version": 1, "exercises": {"softmax": {"state": "passed", "hints": 1, "solution": false,
                                              "updated": "2026-11-22T08:00:00+00:00"}}}
