@@ -228,6 +228,16 @@ def test_the_known_bugs_fail_with_the_checkers_message(stem):
             assert assert_passes(other, namespace).passed
 
 
+def test_a_stub_method_the_reference_lacks_is_a_clear_error():
+    from checks.course import CourseError, solution_code
+
+    source = load_source("00")
+    stub = source.blocks[[b.kind for b in source.blocks].index("exercise")].text
+    stub += "\n\n\ndef helper():\n    # YOUR CODE HERE\n    raise NotImplementedError()"
+    with pytest.raises(CourseError, match="no function or method `helper`"):
+        solution_code(stub, "softmax", source)
+
+
 def test_assert_passes_on_a_missing_name_says_not_attempted():
     with pytest.raises(AssertionError, match="softmax: not attempted"):
         assert_passes("softmax", {})
