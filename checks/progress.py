@@ -55,13 +55,21 @@ def load(report: bool = True) -> Progress:
     if not path.exists():
         return Progress()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+    except OSError as error:  # unreadable (permissions): carry on without it, touch nothing
+        if report:
+            print(f"(Could not read your progress file {path}: {error})", file=sys.stderr)
+        return Progress()
+    try:
+        data = json.loads(raw.decode("utf-8"))
         if not isinstance(data, dict) or not isinstance(data.get("exercises"), dict):
             raise ValueError("not a workbook progress file")
-        if not all(isinstance(v, dict) for v in data["exercises"].values()):
-            raise ValueError("an exercise record is not an object")
+        for name, entry in data["exercises"].items():
+            if not isinstance(entry, dict) or entry.get("state", "not attempted") not in STATES \
+                    or not isinstance(entry.get("hints", 0), int) or not isinstance(entry.get("solution", False), bool):
+                raise ValueError(f"the record of {name!r} is not valid")
         return Progress(exercises=data["exercises"])
-    except (ValueError, UnicodeDecodeError) as error:
+    except ValueError as error:  # not JSON, or not ours (UnicodeDecodeError is a ValueError too)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
         broken = path.with_name(f"{path.name}.broken-{stamp}")
         os.replace(path, broken)

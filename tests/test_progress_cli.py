@@ -164,3 +164,12 @@ def test_hint_and_solution_render_in_a_notebook_and_are_recorded(home, tmp_path)
     assert "register_buffer" in solution_html and "<span" in solution_html  # highlighted
     entry = json.loads((home / "progress.json").read_text())["exercises"]["PositionalEncoding"]
     assert entry["hints"] == 1 and entry["solution"] is True
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe not utf-8", b"[]", b'{"exercises": {"softmax": {"hints": "many"}}}'])
+def test_every_kind_of_broken_progress_file_is_set_aside(home, capsys, content):
+    home.mkdir(parents=True)
+    (home / "progress.json").write_bytes(content)
+    assert main(["status"]) == 0
+    assert "could not be read" in capsys.readouterr().out
+    assert [p.read_bytes() for p in home.glob("progress.json.broken-*")] == [content]
