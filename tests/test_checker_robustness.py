@@ -287,3 +287,28 @@ def test_progress_is_recorded_and_a_broken_progress_module_changes_nothing(monke
 
     monkeypatch.setattr(progress, "record_check", broken)
     assert check(solutions.LayerNorm).state == "passed"
+
+
+def test_in_a_real_notebook_kernel(tmp_path) -> None:
+    """The path a learner takes: a Jupyter kernel (nbclient) defines code, calls check(), sees HTML."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    cells = [
+        "import os\nos.environ['WORKBOOK_HOME'] = " + repr(str(tmp_path)) +
+        "\nimport torch, torch.nn as nn\nfrom checks import check\nimport solutions",
+        "class LayerNorm(solutions.LayerNorm):\n    def forward(self, x):\n        while True:\n            pass",
+        "r = check(LayerNorm, time_limit=1.0)\nprint(r.state, '|', r.failures[0])",
+        "class FeedForwardNetwork(nn.Module):\n    def __init__(self, d_model, d_ff):\n        super().__init__()\n"
+        "        raise NotImplementedError('Exercise')",
+        "print(check('FeedForwardNetwork').state, '|', check('MultiHeadAttention').state)",
+        "def softmax(x, dim=-1):\n    e = (x - x.max(dim, keepdim=True).values).exp()\n    return e / e.sum(dim, keepdim=True)\n"
+        "check(softmax)",
+    ]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    assert nb.cells[2].outputs[0]["text"].startswith("failed | LayerNorm took longer than 1 s")
+    assert nb.cells[4].outputs[0]["text"].strip() == "not attempted | not attempted"
+    shown = nb.cells[5].outputs[0]["data"]
+    assert "softmax: ✔ passed" in shown["text/html"] and "<table" in shown["text/html"]
