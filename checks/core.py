@@ -40,6 +40,9 @@ _OUTPUT_LIMIT = 2000  # characters of the learner's printed output kept in the r
 _CHECKS_DIR = os.path.dirname(os.path.abspath(__file__))
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
 _STDLIB_DIR = os.path.dirname(os.path.abspath(contextlib.__file__))
+# The reference: the checker swaps it in for the learner's other exercises, so an error raised inside
+# it is reported at the learner's line that called it.
+_SOLUTIONS_DIR = os.path.join(os.path.dirname(_CHECKS_DIR), "solutions")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -184,6 +187,7 @@ def _is_checker_file(filename: str) -> bool:
     path = os.path.abspath(filename)
     return (
         path.startswith(_CHECKS_DIR)
+        or path.startswith(_SOLUTIONS_DIR)
         or path.startswith(_TORCH_DIR)
         or path.startswith(_STDLIB_DIR)
         or "site-packages" in path
