@@ -237,3 +237,22 @@ def test_earlier_parts_survives_a_cell_that_never_ends(tmp_path, monkeypatch):
     nbformat.write(nb, tmp_path / "00_introduction.ipynb")
     parts = learner.earlier_parts(["softmax"], use_my_work=True, chapters_dir=tmp_path)
     assert parts["softmax"] is learner.reference("softmax")
+
+
+def test_a_source_that_breaks_the_format_is_rejected_with_its_file_and_line(tmp_path):
+    good = notebooks.source_path("05_feed_forward").read_text(encoding="utf-8")
+    path = tmp_path / "05_feed_forward.md"
+    cases = {
+        "unknown marker": (good.replace("@@ code", "@@ figure", 1), "05_feed_forward.md:"),
+        "too few hints": (good.replace("@@ hint FeedForwardNetwork", "@@ markdown", 1), "hints"),
+        "no FAQ": (good.split("@@ faq")[0], "faq"),
+        "stub without placeholder": (good.replace("raise NotImplementedError()", "pass"), "placeholder"),
+        "later chapter used": (good.replace("time: 30 minutes", "time: 30 minutes\nuses: LayerNorm"), "earlier chapter"),
+    }
+    for what, (text, message) in cases.items():
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(notebooks.SourceError, match=message):
+            notebooks.parse_source(path)
+        assert what
+    path.write_text(good, encoding="utf-8")
+    assert notebooks.parse_source(path).chapter.stem == "05_feed_forward"
