@@ -249,10 +249,9 @@ def test_a_source_that_breaks_the_format_is_rejected_with_its_file_and_line(tmp_
         "stub without placeholder": (good.replace("raise NotImplementedError()", "pass"), "placeholder"),
         "later chapter used": (good.replace("time: 30 minutes", "time: 30 minutes\nuses: LayerNorm"), "earlier chapter"),
     }
-    for what, (text, message) in cases.items():
+    for text, message in cases.values():
         path.write_text(text, encoding="utf-8")
         with pytest.raises(notebooks.SourceError, match=message):
             notebooks.parse_source(path)
-        assert what
     path.write_text(good, encoding="utf-8")
     assert notebooks.parse_source(path).chapter.stem == "05_feed_forward"
