@@ -55,9 +55,9 @@ def test_tiny_run_writes_checkpoints_plots_and_translates(tmp_path, capsys):
 
     # translate from the command line, greedy and with a beam; the tokenizer travels in the checkpoint
     assert workbook(["translate", "--checkpoint", str(run / "last.pt"), "--beam", "1", "seven hundred"]) == 0
-    greedy = capsys.readouterr().out.strip().splitlines()
+    greedy = capsys.readouterr().out.splitlines()  # one line, possibly empty: the model is tiny
     assert workbook(["translate", "--checkpoint", str(run), "--beam", "3", "two", "nine thousand"]) == 0
-    beam = capsys.readouterr().out.strip().splitlines()
+    beam = capsys.readouterr().out.splitlines()
     assert len(greedy) == 1 and beam[0] == "two" and beam[2] == "nine thousand" and beam[1].startswith("  -> ")
 
 

@@ -1,7 +1,9 @@
 """A shared subword vocabulary for both languages: byte-pair encoding (section 5.1; Sennrich et al., 2016).
 
-BPE starts from single characters (here: bytes, so no character is ever unknown) and repeatedly
-merges the most frequent adjacent pair into a new token until the vocabulary has the size asked for.
+BPE starts from single characters and repeatedly merges the most frequent adjacent pair into a new
+token until the vocabulary has the size asked for. Spaces become the visible mark "▁" glued to the
+next word (as in SentencePiece), so decoding is exact: ``decode(encode(text)) == text`` for text
+with single spaces. A character never seen in training becomes ``<unk>``.
 Frequent words become one token, rare words split into pieces: "dreihundertvierundzwanzig" may
 become "drei" "hundert" "vier" "und" "zwanzig". One vocabulary serves source and target, so the
 model can share its embedding matrices (section 3.4).
@@ -22,14 +24,13 @@ PAD_IDX, BOS_IDX, EOS_IDX, UNK_IDX = 0, 1, 2, 3
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2) -> Tokenizer:
-    """Learn a byte-level BPE vocabulary of (at most) ``vocab_size`` tokens from ``texts``."""
+    """Learn a BPE vocabulary of (at most) ``vocab_size`` tokens from ``texts``: every character
+    seen, then the most frequent merges."""
     tokenizer = Tokenizer(models.BPE(unk_token=UNK))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()  # "a cat" -> "▁a", "▁cat"
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                  special_tokens=SPECIAL_TOKENS, show_progress=False)
     tokenizer.train_from_iterator(texts, trainer)
     return tokenizer
 

@@ -42,7 +42,7 @@ class TrainConfig:
     data_dir: str | None = None  # Multi30k: read the six .gz files from here instead of the cache
     cache_dir: str | None = None  # Multi30k: download into here (default ~/.cache/transformer-workbook)
     num_train: int | None = None  # use only the first N training pairs (None: all)
-    vocab_size: int = 400  # shared BPE vocabulary (section 5.1)
+    vocab_size: int = 300  # shared BPE vocabulary (section 5.1)
     d_model: int = 128
     num_layers: int = 2
     num_heads: int = 4
@@ -58,8 +58,8 @@ class TrainConfig:
     eval_every_minutes: float | None = None  # or every so many minutes of training (for time-limited runs)
     eval_sentences: int = 200  # validation sentences decoded for BLEU at each evaluation
     test_sentences: int | None = None  # test sentences translated at the end (None: all)
-    checkpoint_every: int = 400  # write a checkpoint every N steps (and always at the end)
-    average_last: int = 1  # average the weights of the last k checkpoints (section 6.1); 1 = none
+    checkpoint_every: int = 100  # write a checkpoint every N steps (and always at the end)
+    average_last: int = 5  # average the weights of the last k checkpoints (section 6.1); 1 = none
     beam_size: int = 1  # final test decoding: 1 = greedy, >1 = beam search (section 6.1)
     seed: int = 0
     use_learner: bool = False  # build the model from the learner's notebooks where they pass
