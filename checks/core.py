@@ -425,7 +425,7 @@ def learner_globals(obj: Any) -> dict | None:
     elif inspect.isfunction(obj):
         funcs.append(obj)
     for fn in funcs:
-        return fn.__globals__
+        return inspect.unwrap(fn).__globals__  # through @torch.no_grad() and other wrappers
     module = sys.modules.get(getattr(obj, "__module__", "") or "")
     return vars(module) if module is not None else None
 

@@ -9,10 +9,11 @@ Two halves:
   through a result file (the learner's prints go to a capture file, never into the results).
 
 Which cells run. Code cells tagged (``cell.metadata["workbook"]["role"]``) ``setup`` or ``exercise``,
-and untagged cells (the learner's own). Skipped: ``check`` and ``hint`` cells, cells whose code is
-only calls of ``check(`` / ``hint(`` / ``solution(``, and, unless ``all_cells=True``, ``other`` cells
-(the chapter's demos, figures and training runs: they never define an exercise, and they are the slow
-part). Shell and magic lines (``!pip ...``, ``%matplotlib ...``) are blanked; a cell that starts with
+untagged cells (the learner's own), and of the chapter's ``other`` cells (demos, figures, training
+runs: the slow part) only their definitions (functions, classes, imports, constants), because an
+exercise may call a helper the chapter defines, as chapter 11's ``_next_token_logits``;
+``all_cells=True`` runs them whole. Skipped: ``check`` and ``hint`` cells, and cells whose code is
+only calls of ``check(`` / ``hint(`` / ``solution(``. Shell and magic lines (``!pip ...``, ``%matplotlib ...``) are blanked; a cell that starts with
 a cell magic other than ``%%time`` / ``%%capture`` is skipped. Cells run in the notebook's folder
 (as a Jupyter kernel would), in a fresh ``__main__`` namespace, and go on after a cell raises (each
 error is reported with the cell number and the learner's own line).
@@ -31,6 +32,7 @@ outlives all of that is killed and its chapter reported as timed out.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import linecache
@@ -115,6 +117,43 @@ def clean_source(source: str) -> str | None:
     return code
 
 
+def _is_definition(node: ast.stmt) -> bool:
+    """``def``, ``class``, ``import``, a docstring, or a name bound to a literal (``PAD = 0``)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
+        return True
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+        return True
+    if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+        try:
+            ast.literal_eval(node.value)
+            return True
+        except ValueError:
+            return False
+    return False
+
+
+def definitions_only(code: str) -> str | None:
+    """The definitions of a cell, everything else blanked (line numbers kept); None when it has none.
+
+    Used for the chapter's own ``other`` cells: an exercise may call a helper they define (chapter
+    11's ``_next_token_logits``), while their demos, figures and training runs are the slow part.
+    """
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    lines = code.splitlines()
+    keep = [False] * len(lines)
+    for node in tree.body:
+        if _is_definition(node) and not isinstance(node, ast.Expr):
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            for n in range(first - 1, node.end_lineno or node.lineno):
+                keep[n] = True
+    if not any(keep):
+        return None
+    return "\n".join(line if kept else "" for line, kept in zip(lines, keep))
+
+
 def load_notebook(path: Path) -> dict:
     """The notebook at ``path`` as a dict with a ``cells`` list (the file is only read).
 
@@ -154,7 +193,9 @@ def read_chapter(chapter: Chapter, path: Path, all_cells: bool = False) -> Chapt
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else str(source)
         code = clean_source(source)
-        if (role in SKIP_ROLES or (role == "other" and not all_cells) or code is None
+        if role == "other" and not all_cells and code is not None:
+            code = definitions_only(code)
+        if (role in SKIP_ROLES or code is None
                 or (role not in RUN_ROLES and CALLS_HELPER.search(code) and not DEFINES.search(code))):
             job.skipped += 1
             continue

@@ -366,3 +366,35 @@ CASES = [("scaled_dot_product_attention", sdpa_inf), ("scaled_dot_product_attent
 def test_correct_but_different_code_passes(exercise: str, obj) -> None:
     result = check(obj, exercise)
     assert result.state == "passed", str(result)
+
+
+DECODING_NOTEBOOK = '''
+from solutions import create_future_mask, create_padding_mask
+
+def create_masks(src, tgt, pad_idx=0):        # forgets the future mask
+    return create_padding_mask(src, pad_idx), create_padding_mask(tgt, pad_idx)
+
+@torch.no_grad()
+def greedy_decode(model, src, max_len, start_idx, end_idx, pad_idx=0):   # right
+    src_mask = create_padding_mask(src, pad_idx)
+    memory = model.encode(src, src_mask)
+    ys = torch.full((src.size(0), 1), start_idx, dtype=torch.long)
+    done = torch.zeros(src.size(0), dtype=torch.bool)
+    while ys.size(1) < max_len:
+        _, tgt_mask = create_masks(src, ys, pad_idx)
+        token = model.generator(model.decode(ys, memory, src_mask, tgt_mask)[:, -1]).argmax(-1)
+        token = token.masked_fill(done, pad_idx)
+        ys = torch.cat([ys, token[:, None]], dim=1)
+        done = done | (token == end_idx)
+        if done.all():
+            break
+    return ys
+'''
+
+
+def test_a_decorated_function_is_isolated_too() -> None:
+    nb = notebook(DECODING_NOTEBOOK, "nb_decoding")
+    assert "tgt_mask_missing_future" in check(nb.create_masks).diagnoses
+    result = check(nb.greedy_decode)
+    assert result.state == "failed" and result.diagnoses == ["uses_faulty_part"], str(result)
+    assert "problem is in your create_masks" in result.failures[0]

@@ -19,9 +19,10 @@ from checks.chapters import CHAPTERS, Chapter, chapter
 EPILOG = """\
 chapters: 03, 3, 03_attention, an exercise name (LayerNorm), or a path to a notebook; none = all 12.
 
-Which cells run: the setup and exercise cells, and any cell you added yourself; the chapter's own
-demo, figure and training cells are skipped (--all-cells runs them too), and so are the check()
-and hint() cells, shell lines (!...) and magics (%...).
+Which cells run: the setup and exercise cells and any cell you added yourself; of the chapter's demo,
+figure and training cells only their definitions (def, class, import), since an exercise may call a
+helper they define (--all-cells runs them whole). The check() and hint() cells, shell lines (!...)
+and magics (%...) are skipped.
 
 --json prints one object: {"chapters": [{"chapter", "path", "status" (graded, missing, unreadable,
 timeout or crashed), "message", "cell_errors": [{"cell", "first_line", "error"}], "output_tail",

@@ -15,13 +15,14 @@ from .common import (in_float64, is_close, which_hypothesis, D_MODEL, HEADS, com
 SPEC = Spec("MultiHeadAttention", solutions.MultiHeadAttention)
 
 
-def mha_variant(ref, query, key, value, mask=None, *, proj=("q", "k", "v"), split: str = "right",
-                merge: str = "right", out_proj: bool = True) -> torch.Tensor:
+def mha_variant(ref, query, key, value, mask=None, *, proj=("q", "k", "v"), inputs=("q", "k", "v"),
+                split: str = "right", merge: str = "right", out_proj: bool = True) -> torch.Tensor:
     """Equation 3 computed with the reference's weights, and its classic mistakes."""
     h, d = ref.num_heads, ref.d_model
     d_k = d // h
     layers = {"q": ref.W_q, "k": ref.W_k, "v": ref.W_v}
-    q, k, v = (layers[p](x) for p, x in zip(proj, (query, key, value)))
+    given = {"q": query, "k": key, "v": value}
+    q, k, v = (layers[p](given[x]) for p, x in zip(proj, inputs))
 
     def heads(x):
         b, n, _ = x.shape
@@ -35,6 +36,8 @@ def mha_variant(ref, query, key, value, mask=None, *, proj=("q", "k", "v"), spli
     b, n = query.shape[:2]
     if split == "no_transpose" or merge == "reshape":
         out = out.reshape(b, n, d)
+    elif merge == "permuted":  # [B, S, d_k, h]: each head's features interleaved with the others'
+        out = out.permute(0, 2, 3, 1).reshape(b, n, d)
     else:
         out = out.transpose(1, 2).reshape(b, n, d)
     return ref.W_o(out) if out_proj else out
@@ -47,10 +50,13 @@ def hypotheses(ref, q, k, v, mask=None) -> dict:
         "mha_heads_not_transposed#direct": dict(split="direct"),
         "mha_heads_not_transposed#direct-reshape": dict(split="direct", merge="reshape"),
         "mha_concat_wrong": dict(merge="reshape"),
+        "mha_concat_wrong#permuted": dict(merge="permuted"),
     }
     for i, proj in enumerate(itertools.product("qkv", repeat=3)):
         if proj != ("q", "k", "v"):
             variants[f"mha_projection_mixup#{i}"] = dict(proj=proj)
+    for i, inputs in enumerate((("q", "k", "k"), ("q", "v", "v"), ("q", "q", "q"), ("k", "k", "v"), ("q", "v", "k"))):
+        variants[f"mha_projection_mixup#inputs{i}"] = dict(inputs=inputs)  # an input used in the wrong place
     return {name: (lambda kw=kw: mha_variant(ref, q, k, v, mask, **kw).detach()) for name, kw in variants.items()}
 
 
@@ -130,6 +136,15 @@ def cross_attention_with_padding_matches(ctx: Ctx) -> None:
     mask = padding_mask([4, 6], 6)
     compare(_run(mine, q, kv, kv, mask), ref(q, kv, kv, mask), "Your cross-attention output (with a padding mask)",
             hypotheses(ref, q, kv, kv, mask))
+
+
+@SPEC.test("numbers")
+def query_key_and_value_are_kept_apart(ctx: Ctx) -> None:
+    mine, ref = _pair(ctx)
+    q, k, v = torch.randn(2, 3, D_MODEL), torch.randn(2, 6, D_MODEL), torch.randn(2, 6, D_MODEL)
+    mask = padding_mask([5, 6], 6)
+    compare(_run(mine, q, k, v, mask), ref(q, k, v, mask), "Your output for three different query, key and value "
+            "tensors", hypotheses(ref, q, k, v, mask))
 
 
 @SPEC.test("numbers")

@@ -260,8 +260,9 @@ def does_not_change_src_or_the_model(ctx: Ctx) -> None:
 @GREEDY.own_parts_test
 def with_your_own_parts(ctx: Ctx) -> None:
     src = torch.tensor([[3, 5, 7, 2, 0, 0], [4, 4, 6, 8, 5, 1]])
-    model = small_transformer(5)
-    own_parts_check(ctx, lambda: (ctx.obj, ctx.reference), lambda f: f(model, src, 7, START, END, PAD).float())
+    models = [small_transformer(seed) for seed in (2, 5)]  # wrong masks change their outputs
+    own_parts_check(ctx, lambda: (ctx.obj, ctx.reference),
+                    lambda f: torch.cat([f(m, src, 7, START, END, PAD).flatten().float() for m in models]))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -388,6 +389,6 @@ def does_not_change_src_or_the_model(ctx: Ctx) -> None:  # noqa: F811
 @BEAM.own_parts_test
 def with_your_own_parts(ctx: Ctx) -> None:  # noqa: F811
     src = torch.tensor([[3, 5, 7, 2, 0]])
-    model = small_transformer(7)
+    models = [small_transformer(seed) for seed in (2, 7)]
     own_parts_check(ctx, lambda: (ctx.obj, ctx.reference),
-                    lambda f: f(model, src, 7, START, END, beam_size=3).float())
+                    lambda f: torch.cat([f(m, src, 7, START, END, beam_size=3).float() for m in models]))
