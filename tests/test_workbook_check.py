@@ -77,7 +77,7 @@ def _progress_home(tmp_path_factory, monkeypatch) -> None:
 
 @pytest.fixture(scope="module")
 def learner_dir(tmp_path_factory) -> Path:
-    """A chapters folder with one robustness case per chapter (08, 09 and 11 have no notebook)."""
+    """A chapters folder with one robustness case per chapter (08 and 11 have no notebook)."""
     d = tmp_path_factory.mktemp("learner") / "chapters"
     d.mkdir()
     # 00: a correct softmax; 1 MB of prints; shell and magic lines; check/hint cells; a figure cell
@@ -110,6 +110,15 @@ def learner_dir(tmp_path_factory) -> Path:
           cell(ref("LayerNorm"), "exercise", "LayerNorm"))
     # 07: a cell that kills its own process.
     write(d / "07_encoder.ipynb", cell(SETUP, "setup"), cell("import os\nos._exit(7)"))
+    # 09: the exercise calls a helper that a chapter cell tagged "other" defines (as chapter 11's
+    # _next_token_logits); a figure cell tagged "other" that would fail is still skipped.
+    transformer = ref("Transformer").replace("self.generator = nn.Linear(d_model, tgt_vocab_size)",
+                                             "self.generator = make_generator(d_model, tgt_vocab_size)")
+    assert "make_generator" in transformer
+    write(d / "09_transformer.ipynb", cell(SETUP + "from solutions import Decoder, Encoder, create_masks\n", "setup"),
+          cell("def make_generator(d_model, vocab_size):\n    return nn.Linear(d_model, vocab_size)\n", "other"),
+          cell("plt.plot([1, 2])\nraise RuntimeError('a figure cell must not run')", "other"),
+          cell(transformer, "exercise", "Transformer"))
     # 10: a cell that asks for 40 TB (out of memory), and a loss that returns NaN.
     write(d / "10_training.ipynb", cell(SETUP, "setup"), cell("big = torch.empty(10**13)"),
           cell("class LabelSmoothingLoss(nn.Module):\n"
@@ -198,6 +207,12 @@ def test_process_killed_by_learner_code_is_reported_per_chapter(graded: dict) ->
     chapter = graded["by_chapter"]["07_encoder"]
     assert chapter["status"] == "crashed" and "exit status 7" in chapter["message"]
     assert [e["state"] for e in chapter["exercises"]] == ["error", "error"]
+
+
+def test_helper_defined_in_a_chapter_cell_is_available(graded: dict) -> None:
+    assert state(graded, "09_transformer", "Transformer")["state"] == "passed"
+    chapter = graded["by_chapter"]["09_transformer"]
+    assert chapter["cell_errors"] == [] and chapter["cells_skipped"] == 1  # the figure cell
 
 
 def test_out_of_memory_cell_and_nan_result_are_reported(graded: dict) -> None:
