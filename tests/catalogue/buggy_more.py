@@ -147,3 +147,117 @@ class TransformerTiedToEncoder(nn.Module):
     def forward(self, src, tgt):
         src_mask, tgt_mask = create_masks(src, tgt, self.pad_idx)
         return self.generator(self.decode(tgt, self.encode(src, src_mask), src_mask, tgt_mask))
+
+
+# --------------------------------------------------------------------------------------------------
+# Second held-out round (08:45 UTC), written after the checker had seen everything above.
+# --------------------------------------------------------------------------------------------------
+from solutions import DecoderLayer, PositionalEncoding, TokenEmbedding, create_padding_mask  # noqa: E402
+
+from .buggy import _beam, _DecoderLayerBase, _LNBase, _step_logits, _table  # noqa: E402
+
+
+@bug("create_padding_mask", "padding_mask_shape", "[B, 1, L, 1]: the padding axis lands on the queries")
+def padding_mask_on_queries(seq, pad_idx=0):
+    return seq.eq(pad_idx).logical_not()[:, None, :, None]
+
+
+@bug("create_future_mask", "future_mask_upper", "tril(...).T: the transpose turns it into the upper triangle")
+def future_mask_transposed(size, device=None):
+    return torch.tril(torch.ones(size, size, device=device)).bool().T[None, None]
+
+
+@bug("LayerNorm", "ln_unbiased_variance", "torch.var(x, dim=-1) keeps its unbiased (n-1) default")
+class LNTorchVar(_LNBase):
+    def forward(self, x):
+        mean = torch.mean(x, dim=-1, keepdim=True)
+        var = torch.var(x, dim=-1, keepdim=True)
+        return self.weight * (x - mean) / torch.sqrt(var + self.eps) + self.bias
+
+
+@bug("LayerNorm", "ln_wrong_axis", "statistics over the last TWO axes (sequence and features)")
+class LNTwoAxes(_LNBase):
+    def forward(self, x):
+        mean = x.mean(dim=(-2, -1), keepdim=True)
+        var = x.var(dim=(-2, -1), keepdim=True, unbiased=False)
+        return self.weight * (x - mean) / torch.sqrt(var + self.eps) + self.bias
+
+
+@bug("DecoderLayer", "missing_residual", "no residual around the masked self-attention")
+class DecoderLayerNoSelfResidual(_DecoderLayerBase):
+    def forward(self, x, encoder_output, src_mask=None, tgt_mask=None):
+        x = self.norm1(self.dropout(self.self_attn(x, x, x, tgt_mask)))
+        x = self.norm2(x + self.dropout(self.cross_attn(x, encoder_output, encoder_output, src_mask)))
+        return self.norm3(x + self.dropout(self.feed_forward(x)))
+
+
+@bug("Decoder", "final_layer_norm", "an nn.LayerNorm called final_norm after the stack")
+class DecoderFinalTorchNorm(nn.Module):
+    def __init__(self, vocab_size, d_model=512, num_layers=6, num_heads=8, d_ff=2048, dropout=0.1,
+                 max_seq_length=5000):
+        super().__init__()
+        self.embedding = TokenEmbedding(vocab_size, d_model)
+        self.positional_encoding = PositionalEncoding(d_model, max_seq_length)
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList([DecoderLayer(d_model, num_heads, d_ff, dropout) for _ in range(num_layers)])
+        self.final_norm = nn.LayerNorm(d_model)
+
+    def forward(self, tgt, encoder_output, src_mask=None, tgt_mask=None):
+        x = self.dropout(self.positional_encoding(self.embedding(tgt)))
+        for layer in self.layers:
+            x = layer(x, encoder_output, src_mask, tgt_mask)
+        return self.final_norm(x)
+
+
+@bug("Encoder", "layers_shared", "one EncoderLayer built before the list comprehension, reused in it")
+class EncoderOneLayerObject(nn.Module):
+    def __init__(self, vocab_size, d_model=512, num_layers=6, num_heads=8, d_ff=2048, dropout=0.1,
+                 max_seq_length=5000):
+        super().__init__()
+        self.embedding = TokenEmbedding(vocab_size, d_model)
+        self.positional_encoding = PositionalEncoding(d_model, max_seq_length)
+        self.dropout = nn.Dropout(dropout)
+        layer = EncoderLayer(d_model, num_heads, d_ff, dropout)
+        self.layers = nn.ModuleList([layer for _ in range(num_layers)])
+
+    def forward(self, src, src_mask=None):
+        x = self.dropout(self.positional_encoding(self.embedding(src)))
+        for layer in self.layers:
+            x = layer(x, src_mask)
+        return x
+
+
+@bug("PositionalEncoding", "pe_wrong_axis", "self.pe[:S] slices the table's first axis (of size 1)")
+class PESlicesFirstAxis(nn.Module):
+    def __init__(self, d_model: int, max_seq_length: int = 5000) -> None:
+        super().__init__()
+        self.max_seq_length = max_seq_length
+        self.register_buffer("pe", _table(d_model, max_seq_length))
+
+    def forward(self, x):
+        if x.size(1) > self.max_seq_length:
+            raise ValueError("sequence too long")
+        return x + self.pe[: x.size(1)]
+
+
+@bug("greedy_decode", "greedy_no_padding_after_end", "finished rows are filled with end_idx instead of pad_idx")
+@torch.no_grad()
+def greedy_pads_with_end(model, src, max_len, start_idx, end_idx, pad_idx=0):
+    src_mask = create_padding_mask(src, pad_idx)
+    memory = model.encode(src, src_mask)
+    ys = torch.full((src.size(0), 1), start_idx, dtype=torch.long)
+    done = torch.zeros(src.size(0), dtype=torch.bool)
+    while ys.size(1) < max_len:
+        nxt = _step_logits(model, ys, memory, src, src_mask, pad_idx).argmax(-1).masked_fill(done, end_idx)
+        ys = torch.cat([ys, nxt[:, None]], dim=1)
+        done |= nxt == end_idx
+        if done.all():
+            break
+    return ys
+
+
+@bug("beam_search", "beam_wrong_length_penalty", "multiplies logP by the penalty instead of dividing")
+@torch.no_grad()
+def beam_penalty_multiplied(model, src, max_len, start_idx, end_idx, beam_size=4, length_penalty=0.6, pad_idx=0):
+    return _beam(model, src, max_len, start_idx, end_idx, beam_size, pad_idx,
+                 lambda lp, n: lp * ((5 + n) / 6) ** length_penalty)
