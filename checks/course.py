@@ -138,9 +138,9 @@ def _is_placeholder(stmt: ast.stmt) -> bool:
     return isinstance(stmt, ast.Raise) and "NotImplementedError" in ast.dump(stmt)
 
 
-def _reference_functions(name: str, source: ChapterSource) -> tuple[dict[str, ast.AST], list[str]]:
-    """The reference's functions (parsed), plus its source lines, plus the functions of the module
-    the reference lives in (for helpers defined beside it)."""
+def _reference_functions(name: str, source: ChapterSource) -> dict[str, tuple[ast.AST, list[str]]]:
+    """Qualified name -> (parsed function, the lines of the text it was parsed from): the functions
+    and methods of the reference, then those of the module it lives in (helpers defined beside it)."""
     text = reference_source(name, source)
     found: dict[str, Any] = {qual: (fn, text.splitlines()) for qual, fn in _functions(ast.parse(text)).items()}
     try:
@@ -156,7 +156,7 @@ def _reference_functions(name: str, source: ChapterSource) -> tuple[dict[str, as
                 found.setdefault(qual, (fn, module_text.splitlines()))
     except (OSError, TypeError):
         pass
-    return found, text.splitlines()
+    return found
 
 
 def reference_body(fn: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str], given: list[ast.stmt]) -> str:
@@ -193,7 +193,7 @@ def solution_code(stub: str, name: str, source: ChapterSource) -> str:
     except SyntaxError as error:
         raise CourseError(f"the stub of {name} is not valid Python: {error}") from error
     stub_functions = _functions(tree)
-    reference, _ = _reference_functions(name, source)
+    reference = _reference_functions(name, source)
     out: list[str] = []
     i = 0
     while i < len(lines):
@@ -314,7 +314,8 @@ def source_path(course_dir: Path, stem: str) -> Path:
 def write_course(course_dir: Path, stems: list[str] | None = None, timeout: int = DEFAULT_TIMEOUT,
                  points: float = DEFAULT_POINTS) -> list[Path]:
     """Write ``nbgrader_config.py`` and the source notebook of every chapter with a source (or of
-    ``stems``). Returns the written paths. Existing gradebooks and submissions are left alone."""
+    ``stems``). Returns the written paths. Existing gradebooks and submissions are left alone; a
+    changed ``nbgrader_config.py`` is first copied to ``nbgrader_config.py.bak``."""
     course_dir = Path(course_dir)
     course_dir.mkdir(parents=True, exist_ok=True)
     chapters: list[Chapter] = available_chapters()
@@ -324,7 +325,10 @@ def write_course(course_dir: Path, stems: list[str] | None = None, timeout: int 
         chapters = [chapter(s) for s in stems]
     written = []
     config = course_dir / "nbgrader_config.py"
-    config.write_text(config_text(timeout), encoding="utf-8")
+    text = config_text(timeout)
+    if config.exists() and config.read_text(encoding="utf-8") != text:
+        config.with_name(config.name + ".bak").write_bytes(config.read_bytes())  # the teacher's edits
+    config.write_text(text, encoding="utf-8")
     written.append(config)
     for info in chapters:
         target = source_path(course_dir, info.stem)

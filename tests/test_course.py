@@ -178,6 +178,10 @@ def test_workbook_course_writes_config_and_every_chapter(tmp_path, capsys):
             assert test.source.startswith(f"check({name})\n{BEGIN_HIDDEN}\n")
             assert f'"{name}"' in test.source and test.source.endswith(END_HIDDEN)
     assert "Wrote" in capsys.readouterr().out
+    # Writing it again with another timeout keeps the teacher's earlier config as a backup.
+    assert workbook(["course", str(course), "--chapters", "00", "--timeout", "60"]) == 0
+    assert "c.Execute.timeout = 45" in (course / "nbgrader_config.py.bak").read_text()
+    assert "c.Execute.timeout = 60" in (course / "nbgrader_config.py").read_text()
 
 
 @pytest.mark.parametrize("stem", AVAILABLE)
