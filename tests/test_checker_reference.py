@@ -398,3 +398,41 @@ def test_a_decorated_function_is_isolated_too() -> None:
     result = check(nb.greedy_decode)
     assert result.state == "failed" and result.diagnoses == ["uses_faulty_part"], str(result)
     assert "problem is in your create_masks" in result.failures[0]
+
+
+OWN_CLASS_NOTEBOOK = '''
+from solutions import FeedForwardNetwork, scaled_dot_product_attention
+
+class MyAttention(nn.Module):                 # not named MultiHeadAttention, and forgets the scale
+    def __init__(self, d_model, num_heads):
+        super().__init__()
+        self.h, self.d_k = num_heads, d_model // num_heads
+        self.W_q, self.W_k = nn.Linear(d_model, d_model), nn.Linear(d_model, d_model)
+        self.W_v, self.W_o = nn.Linear(d_model, d_model), nn.Linear(d_model, d_model)
+
+    def forward(self, query, key, value, mask=None):
+        b = query.size(0)
+        split = lambda x: x.view(b, -1, self.h, self.d_k).transpose(1, 2)
+        out, _ = scaled_dot_product_attention(split(self.W_q(query)) * self.d_k ** 0.5, split(self.W_k(key)),
+                                              split(self.W_v(value)), mask)
+        return self.W_o(out.transpose(1, 2).reshape(b, -1, self.h * self.d_k))
+
+class EncoderLayer(nn.Module):                # right, with nn.LayerNorm
+    def __init__(self, d_model, num_heads, d_ff, dropout=0.1):
+        super().__init__()
+        self.self_attn = MyAttention(d_model, num_heads)
+        self.feed_forward = FeedForwardNetwork(d_model, d_ff)
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, mask=None):
+        x = self.norm1(x + self.dropout(self.self_attn(x, x, x, mask)))
+        return self.norm2(x + self.dropout(self.feed_forward(x)))
+'''
+
+
+def test_a_faulty_sub_module_class_with_another_name_is_blamed() -> None:
+    nb = notebook(OWN_CLASS_NOTEBOOK, "nb_own_class")
+    result = check(nb.EncoderLayer)
+    assert result.state == "failed" and result.diagnoses == ["uses_faulty_part"], str(result)
+    assert "problem is in your class MyAttention (used for `self_attn`)" in result.failures[0]

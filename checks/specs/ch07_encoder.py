@@ -13,7 +13,7 @@ import torch
 import solutions
 
 from ..core import Ctx, Fail, Skip, Spec, learner_call
-from .common import (in_float64, is_close, D_FF, D_MODEL, HEADS, LAYERS, MAX_LEN, VOCAB, PassThrough, compare, expect_forward_signature,
+from .common import (blame_submodules, in_float64, is_close, D_FF, D_MODEL, HEADS, LAYERS, MAX_LEN, VOCAB, PassThrough, compare, expect_forward_signature,
                      expect_independent, expect_init_signature, expect_shape, expect_unchanged, grads_match,
                      load_into, make_pair, own_parts_check, require_device, require_float64, snapshot,
                      zero_sublayer_outputs)
@@ -87,8 +87,12 @@ def matches_the_post_norm_layer(ctx: Ctx) -> None:
     mine, ref = _layer_pair(ctx)
     x = torch.randn(2, 5, D_MODEL)
     mask = padding_mask([3, 5], 5)
-    compare(_run_layer(mine, x, mask), ref(x, mask), "Your EncoderLayer's output (eval mode, padded batch)",
-            layer_hypotheses(ref, x, mask))
+    try:
+        compare(_run_layer(mine, x, mask), ref(x, mask), "Your EncoderLayer's output (eval mode, padded batch)",
+                layer_hypotheses(ref, x, mask))
+    except Fail as fail:
+        blame_submodules(ctx, lambda: _layer_pair(ctx), lambda m: m(x, mask),
+                         ["self_attn", "feed_forward", "norm1", "norm2"], fail)
 
 
 @LAYER.test("properties")
@@ -224,8 +228,12 @@ def matches_the_reference_encoder(ctx: Ctx) -> None:
     mine, ref = _stack_pair(ctx)
     src = _tokens(2, 6, [4, 6])
     mask = solutions.create_padding_mask(src)
-    compare(_run_stack(mine, src, mask), ref(src, mask), "Your Encoder's output (eval mode, padded batch)",
-            stack_hypotheses(ref, src, mask))
+    try:
+        compare(_run_stack(mine, src, mask), ref(src, mask), "Your Encoder's output (eval mode, padded batch)",
+                stack_hypotheses(ref, src, mask))
+    except Fail as fail:
+        blame_submodules(ctx, lambda: _stack_pair(ctx), lambda m: m(src, mask),
+                         ["embedding", "positional_encoding"], fail)
 
 
 def embedding_dropout_check(ctx: Ctx, mine, ref, run_mine, name: str, src) -> None:

@@ -429,3 +429,34 @@ def in_float64(test: Callable[[Ctx], None]) -> Callable[[Ctx], None]:
             raise Fail(fail.message, fail.diagnoses or ["float64_fails"]) from None
 
     return run
+
+
+def blame_submodules(ctx: Ctx, build: Callable[[], tuple[nn.Module, nn.Module]],
+                     run: Callable[[nn.Module], torch.Tensor], names: Iterable[str], fail: Fail) -> None:
+    """After a numbers failure with no diagnosis: is one of the learner's own sub-module classes at
+    fault? Swap each (an attribute whose class is not the reference's) for a copy of the reference's
+    sub-module with the same weights; if the output is then right, say so. Re-raises ``fail`` otherwise.
+
+    This only sharpens the message of a failure; it never turns a failure into a pass.
+    """
+    from . import REFERENCES
+
+    if fail.diagnoses:
+        raise fail
+    known = {ref for ref in REFERENCES.values() if isinstance(ref, type)} | {nn.LayerNorm, nn.ModuleList}
+    for name in names:
+        mine, ref = build()
+        sub = getattr(mine, name, None)
+        if not isinstance(sub, nn.Module) or type(sub) in known:
+            continue
+        learner_call(setattr, mine, name, copy.deepcopy(getattr(ref, name)), what=f"replacing {name}")
+        try:
+            fixed = is_close(learner_call(run, mine, what=f"your {ctx.exercise}"), run(ref))
+        except Fail:
+            fixed = False
+        if fixed:
+            part = type(getattr(ref, name)).__name__
+            raise Fail(f"Your {ctx.exercise} is right when its `{name}` is a correct {part}; the problem is in "
+                       f"your class {type(sub).__name__} (used for `{name}`): check it with "
+                       f"check({type(sub).__name__}, exercise=\"{part}\").", ["uses_faulty_part"]) from None
+    raise fail
