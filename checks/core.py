@@ -590,6 +590,11 @@ def _resolve(obj: Any, exercise: str | None) -> tuple[str, Any, CheckResult | No
 
 
 def _record(result: CheckResult) -> None:
+    """Tell progress tracking (``checks.progress.record_check``, when present) about a graded exercise."""
+    from .chapters import EXERCISE_TO_CHAPTER
+
+    if result.exercise not in EXERCISE_TO_CHAPTER:
+        return
     try:
         progress = importlib.import_module("checks.progress")
         record = getattr(progress, "record_check", None)
