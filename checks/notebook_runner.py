@@ -282,14 +282,16 @@ def _run_cells(job: dict, namespace: dict, limit: float) -> dict[int, str]:
         try:
             code = compile(source, filename, "exec")
             allotted = round(min(limit, remaining), 1)
-            if can_alarm:
-                signal.setitimer(signal.ITIMER_REAL, min(limit, remaining))
+            if can_alarm:  # fires again every 0.5 s in case the cell swallows it (a bare `except:`)
+                signal.setitimer(signal.ITIMER_REAL, min(limit, remaining), 0.5)
             try:
                 exec(code, namespace)  # noqa: S102 - the learner's own notebook, in its own process
             finally:
                 if can_alarm:
                     signal.setitimer(signal.ITIMER_REAL, 0)
         except BaseException as error:  # noqa: BLE001 - sys.exit, KeyboardInterrupt... are reported
+            if can_alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
             errors[cell["index"]] = _describe_error(error, filename)
         for helper in ("hint", "solution"):
             if helper in namespace:
