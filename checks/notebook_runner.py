@@ -179,6 +179,9 @@ def read_chapter(chapter: Chapter, path: Path, all_cells: bool = False) -> Chapt
         return job
     try:
         notebook = load_notebook(path)
+    except OSError as error:  # permissions, a folder named like a notebook...
+        job.error = f"cannot read {path.name}: {type(error).__name__}: {error.strerror or error}"
+        return job
     except Exception as error:  # noqa: BLE001 - any unreadable file is reported, never raised
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         job.error = (f"cannot read {path.name}: it is not a valid notebook ({type(error).__name__}: "
@@ -235,6 +238,12 @@ def _describe_error(error: BaseException, filename: str) -> str:
 
 def _quiet(*args: Any, **kwargs: Any) -> None:
     """Stands in for hint() / solution() while grading: nothing shown, no progress recorded."""
+
+
+def _display(*objects: Any, **kwargs: Any) -> None:
+    """IPython's ``display`` builtin, as a terminal has it: prints each object's repr."""
+    for obj in objects:
+        print(repr(obj))
 
 
 def _redirect_output(capture_path: str) -> None:
@@ -310,6 +319,7 @@ def run_chapter(job: dict, result_path: str, capture_path: str) -> None:
     start = time.perf_counter()
     module = types.ModuleType("__main__")  # cells run as a notebook's would: in __main__
     module.__dict__["__builtins__"] = __builtins__
+    module.__dict__["display"] = _display  # a builtin in Jupyter; learners call it
     sys.modules["__main__"] = module
     namespace = module.__dict__
     os.chdir(Path(job["path"]).resolve().parent)  # a kernel starts in its notebook's folder

@@ -87,7 +87,7 @@ def learner_dir(tmp_path_factory) -> Path:
           cell(SOFTMAX, "exercise", "softmax"),
           cell("check(softmax)", "check", "softmax"),
           cell("# hint(softmax)\nhint(softmax)", "hint", "softmax"),
-          cell("print('x' * 1_000_000)\nprint('LEARNER-PRINT-MARKER')"),
+          cell("print('x' * 1_000_000)\ndisplay(torch.zeros(2))\nprint('LEARNER-PRINT-MARKER')"),
           cell("raise RuntimeError('the other cells must not run by default')", "other"),
           cell("solution(softmax)"))
     # 01: the reference, after a cell that calls sys.exit; untagged cells (no generator metadata).
@@ -380,3 +380,13 @@ def test_interrupting_the_command_leaves_no_chapter_process(tmp_path: Path, sign
     for pid in children:
         status = Path(f"/proc/{pid}/status")
         assert not status.exists() or "zombie" in status.read_text(), f"chapter process {pid} still running"
+
+
+def test_a_folder_named_like_a_notebook_is_reported(tmp_path: Path) -> None:
+    from checks.chapters import chapter
+    from checks.notebook_runner import read_chapter
+
+    (tmp_path / "03_attention.ipynb").mkdir()
+    job = read_chapter(chapter("03"), tmp_path / "03_attention.ipynb")
+    assert job.error is not None and job.error.startswith("cannot read 03_attention.ipynb")
+    assert job.cells == []
