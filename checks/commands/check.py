@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--all-cells", action="store_true",
                         help="also run the chapter's demo/figure/training cells (slower)")
     parser.add_argument("--verbose", "-v", action="store_true",
-                        help="show every failure message and the tests of each exercise")
+                        help="after the table, the full report (every test) of each exercise that did not pass")
     parser.set_defaults(func=run)
 
 
@@ -108,11 +108,13 @@ def resolve(args_chapters: list[str], folder: Path | None) -> list[tuple[Chapter
 
 
 def _first_message(entry: dict) -> str:
+    """The first line of the first failure message ("" for a pass)."""
     failures = entry.get("failures") or []
     return failures[0].strip().splitlines()[0] if failures else ""
 
 
 def summarise(chapters: list[dict]) -> dict:
+    """Counts per state; ``ok`` only when there is something graded and all of it passed."""
     counts = {"passed": 0, "failed": 0, "not attempted": 0, "error": 0}
     for ch in chapters:
         for ex in ch["exercises"]:
@@ -122,6 +124,7 @@ def summarise(chapters: list[dict]) -> dict:
 
 
 def format_table(chapters: list[dict], verbose: bool = False) -> str:
+    """One row per exercise (chapter, exercise, state, first message), then the notebooks' problems."""
     width = shutil.get_terminal_size((110, 24)).columns if sys.stdout.isatty() else 10**6  # piped: whole line
     rows = [("chapter", "exercise", "state", "first message")]
     for ch in chapters:
