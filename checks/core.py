@@ -690,7 +690,19 @@ def _grade_in_worker(name: str, obj: Any, limit: float) -> CheckResult:
     worker.start()
     worker.join(limit)
     if worker.is_alive():
+        _stop_thread(worker)
         return CheckResult(name, "failed", failures=[
             f"{name} took longer than {limit:g} s to check, so the checker stopped waiting. Look for a "
             "loop that never ends."], diagnoses=["too_slow"])
     return box["result"]
+
+
+def _stop_thread(thread: threading.Thread) -> None:
+    """Ask CPython to raise TimeLimit inside ``thread`` (it takes effect at its next Python bytecode),
+    so an abandoned check stops soon and gives back the redirected output streams."""
+    try:
+        import ctypes
+
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(TimeLimit))
+    except Exception:  # noqa: BLE001 - not CPython: the daemon thread simply runs to its end
+        pass

@@ -75,9 +75,17 @@ def test_an_endless_loop_that_swallows_exceptions_still_stops() -> None:
     assert result.state == "failed" and "longer than" in result.failures[0]
 
 
+class SlowLayerNorm(solutions.LayerNorm):
+    """Sleeps 4 s per call: a hang that ends by itself (an abandoned thread must not spin forever)."""
+
+    def forward(self, x):
+        time.sleep(4.0)
+        return super().forward(x)
+
+
 def test_the_time_limit_works_outside_the_main_thread() -> None:
     box = {}
-    worker = threading.Thread(target=lambda: box.update(result=check(HangingLayerNorm, "LayerNorm", time_limit=1.0)))
+    worker = threading.Thread(target=lambda: box.update(result=check(SlowLayerNorm, "LayerNorm", time_limit=1.0)))
     start = time.perf_counter()
     worker.start()
     worker.join(10)
@@ -312,3 +320,17 @@ def test_in_a_real_notebook_kernel(tmp_path) -> None:
     assert nb.cells[4].outputs[0]["text"].strip() == "not attempted | not attempted"
     shown = nb.cells[5].outputs[0]["data"]
     assert "softmax: ✔ passed" in shown["text/html"] and "<table" in shown["text/html"]
+
+
+def test_an_abandoned_check_in_a_thread_stops_soon_after() -> None:
+    box = {}
+    before, stdout = threading.active_count(), sys.stdout
+    worker = threading.Thread(target=lambda: box.update(result=check(SlowLayerNorm, "LayerNorm", time_limit=0.5)))
+    worker.start()
+    worker.join(10)
+    assert box["result"].state == "failed"
+    deadline = time.perf_counter() + 8  # the grading thread ends after the current 4 s sleep
+    while threading.active_count() > before and time.perf_counter() < deadline:
+        time.sleep(0.1)
+    assert threading.active_count() <= before
+    assert sys.stdout is stdout  # the captured output stream was given back
