@@ -81,7 +81,7 @@ PRESETS: dict[str, dict] = {
     "numbers": {},
     # Multi30k de->en, sized for a CPU run of about half an hour (use a GPU for more).
     "multi30k": dict(dataset="multi30k", vocab_size=8000, d_model=256, num_layers=3, num_heads=4, d_ff=1024,
-                     max_tokens=4096, steps=20_000, warmup_steps=2000, lr_factor=1.0, eval_every=1000,
+                     max_tokens=4096, steps=20_000, warmup_steps=800, lr_factor=1.0, eval_every=1000,
                      eval_sentences=300, checkpoint_every=500, average_last=5, beam_size=4,
                      out_dir="runs/multi30k"),
 }
