@@ -77,7 +77,7 @@ def _progress_home(tmp_path_factory, monkeypatch) -> None:
 
 @pytest.fixture(scope="module")
 def learner_dir(tmp_path_factory) -> Path:
-    """A chapters folder with one robustness case per chapter (08 and 11 have no notebook)."""
+    """A chapters folder with one robustness case per chapter (11 has no notebook)."""
     d = tmp_path_factory.mktemp("learner") / "chapters"
     d.mkdir()
     # 00: a correct softmax; 1 MB of prints; shell and magic lines; check/hint cells; a figure cell
@@ -112,6 +112,10 @@ def learner_dir(tmp_path_factory) -> Path:
           cell(ref("LayerNorm"), "exercise", "LayerNorm"))
     # 07: a cell that kills its own process.
     write(d / "07_encoder.ipynb", cell(SETUP, "setup"), cell("import os\nos._exit(7)"))
+    # 08: a mask function that returns a Python list (the wrong type); the other four not written.
+    write(d / "08_decoder.ipynb", cell(SETUP, "setup"),
+          cell("def create_padding_mask(seq, pad_idx=0):\n    return (seq != pad_idx).tolist()\n",
+               "exercise", "create_padding_mask"))
     # 09: the exercise calls a helper that a chapter cell tagged "other" defines (as chapter 11's
     # _next_token_logits); a figure cell tagged "other" that would fail is still skipped.
     transformer = ref("Transformer").replace("self.generator = nn.Linear(d_model, tgt_vocab_size)",
@@ -215,6 +219,13 @@ def test_helper_defined_in_a_chapter_cell_is_available(graded: dict) -> None:
     assert state(graded, "09_transformer", "Transformer")["state"] == "passed"
     chapter = graded["by_chapter"]["09_transformer"]
     assert chapter["cell_errors"] == [] and chapter["cells_skipped"] == 1  # the figure cell
+
+
+def test_wrong_return_type_fails_and_unwritten_ones_are_not_attempted(graded: dict) -> None:
+    entry = state(graded, "08_decoder", "create_padding_mask")
+    assert entry["state"] == "failed" and entry["failures"]
+    others = [e["state"] for e in graded["by_chapter"]["08_decoder"]["exercises"][1:]]
+    assert others == ["not attempted"] * 4
 
 
 def test_out_of_memory_cell_and_nan_result_are_reported(graded: dict) -> None:
