@@ -73,7 +73,7 @@ def small_transformer(seed: int) -> nn.Module:
 @torch.no_grad()
 def greedy_variant(model, src, max_len, start=START, end=END, pad=PAD, *, early_stop: bool = True,
                    pad_after_end: bool = True, position: int = -1, start_token: bool = True,
-                   masks: str = "both") -> torch.Tensor:
+                   masks: str = "both", fill: int | None = None) -> torch.Tensor:
     src_mask = solutions.create_padding_mask(src, pad) if masks in ("both", "no_future") else None
     memory = model.encode(src, src_mask)
     ys = torch.full((src.size(0), 1), start, dtype=torch.long)
@@ -83,7 +83,7 @@ def greedy_variant(model, src, max_len, start=START, end=END, pad=PAD, *, early_
         logits = model.generator(model.decode(ys, memory, src_mask, tgt_mask)[:, position])
         nxt = logits.argmax(-1)
         if pad_after_end:
-            nxt = nxt.masked_fill(finished, pad)
+            nxt = nxt.masked_fill(finished, pad if fill is None else fill)
         ys = torch.cat([ys, nxt[:, None]], dim=1)
         finished = finished | (nxt == end)
         if early_stop and finished.all():
@@ -95,6 +95,7 @@ def greedy_hypotheses(model, src, max_len) -> dict:
     variants = {"greedy_no_early_stop": dict(early_stop=False),
                 "greedy_no_padding_after_end": dict(pad_after_end=False),
                 "greedy_no_padding_after_end#no-stop": dict(pad_after_end=False, early_stop=False),
+                "greedy_no_padding_after_end#end": dict(fill=END),
                 "greedy_uses_first_position": dict(position=0),
                 "greedy_missing_start_token": dict(start_token=False),
                 "greedy_wrong_masks": dict(masks="no_future"), "greedy_wrong_masks#src": dict(masks="no_src"),
@@ -114,6 +115,8 @@ def beam_variant(model, src, max_len, start=START, end=END, beam_size=4, alpha=0
             return length_penalty_score(logp, length + 1, alpha)
         if penalty == "power":
             return logp / max(length, 1) ** alpha
+        if penalty == "multiply":
+            return logp * ((5 + length) / 6) ** alpha
         return length_penalty_score(logp, length, alpha)
 
     src_mask = solutions.create_padding_mask(src, pad)
@@ -158,6 +161,7 @@ def beam_hypotheses(model, src, max_len, beam_size, alpha) -> dict:
                 "beam_wrong_length_penalty#all": dict(penalty="all"),
                 "beam_wrong_length_penalty#start": dict(penalty="count_start"),
                 "beam_wrong_length_penalty#power": dict(penalty="power"),
+                "beam_wrong_length_penalty#multiply": dict(penalty="multiply"),
                 "beam_returns_first_finished": dict(first_finished=True)}
     hyps = {k: (lambda kw=kw: beam_variant(model, src, max_len, beam_size=beam_size, alpha=alpha, **kw))
             for k, kw in variants.items()}
@@ -269,7 +273,8 @@ def with_your_own_parts(ctx: Ctx) -> None:
 # beam_search
 # --------------------------------------------------------------------------------------------------
 # (seed, end_boost, scale, beam size, alpha): hand-built models on which every known beam mistake shows
-BEAM_CASES = ((5, 0.0, 2.0, 3, 1.0), (56, 0.0, 2.0, 4, 0.6), (1, -1.0, 1.0, 4, 0.6), (71, -1.0, 1.0, 4, 0.6))
+BEAM_CASES = ((5, 0.0, 2.0, 3, 1.0), (56, 0.0, 2.0, 4, 0.6), (1, -1.0, 1.0, 4, 0.6), (71, -1.0, 1.0, 4, 0.6),
+              (27, 0.0, 2.0, 3, 1.0))
 BEAM_SRC = torch.tensor([[1, 5, 6]])
 
 
