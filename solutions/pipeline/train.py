@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import random
 import time
@@ -232,7 +231,8 @@ def translate_batch(model, tokenizer, sentences: list[str], assembly: Assembly, 
     model.eval()
     outputs: list[str] = []
     for start in range(0, len(sentences), batch_size):
-        chunk = [encode(tokenizer, s)[: MAX_TOKENS_PER_SENTENCE - 2] or [EOS_IDX] for s in sentences[start:start + batch_size]]
+        chunk = [encode(tokenizer, s)[: MAX_TOKENS_PER_SENTENCE - 2] or [EOS_IDX]
+                 for s in sentences[start:start + batch_size]]
         if beam_size > 1:
             for ids in chunk:
                 src = torch.tensor([ids], device=device)
@@ -299,7 +299,8 @@ def train(config: TrainConfig, resume: bool = False, corpus: ParallelCorpus | No
 
     # Data and the shared BPE vocabulary (section 5.1)
     if corpus is None:
-        corpus = load_corpus(config.dataset, data_dir=config.data_dir, cache_dir=config.cache_dir, seed=config.seed, num_train=config.num_train)
+        corpus = load_corpus(config.dataset, data_dir=config.data_dir, cache_dir=config.cache_dir,
+                             seed=config.seed, num_train=config.num_train)
     if checkpoint is not None:
         tokenizer = tokenizer_from_json(checkpoint["tokenizer"])
     else:
