@@ -54,7 +54,8 @@ def register(subparsers) -> None:
         train.add_argument(option, type=kind, default=None, help=text)
     train.add_argument("--parts", choices=["learner", "reference"], default="learner",
                        help="build from your notebooks' parts (default) or from the reference only")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with that run's settings "
+                       "(same data order, same learning rate; e.g. after Colab disconnected)")
     train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=run_train)
@@ -62,7 +63,8 @@ def register(subparsers) -> None:
     translate = subparsers.add_parser("translate", help="translate sentences with a trained checkpoint",
                                       description="Translate with a checkpoint written by `workbook train`.")
     translate.add_argument("sentences", nargs="*", help="sentences to translate (none: read lines from stdin)")
-    translate.add_argument("--checkpoint", required=True, help="a .pt file or a run folder (uses averaged.pt or last.pt)")
+    translate.add_argument("--checkpoint", required=True,
+                           help="a .pt file or a run folder (uses averaged.pt, else last.pt)")
     translate.add_argument("--beam", type=int, default=4, help="beam size (1 = greedy decoding)")
     translate.add_argument("--device", default="auto")
     translate.add_argument("--parts", choices=["learner", "reference"], default="reference",
