@@ -54,7 +54,8 @@ def register(subparsers) -> None:
         train.add_argument(option, type=kind, default=None, help=text)
     train.add_argument("--parts", choices=["learner", "reference"], default="learner",
                        help="build from your notebooks' parts (default) or from the reference only")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with that run's settings "
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last checkpoint, with that run's settings "
                        "(same data order, same learning rate; e.g. after Colab disconnected)")
     train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
