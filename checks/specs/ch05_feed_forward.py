@@ -28,7 +28,9 @@ def hypotheses(ref, x) -> dict:
             "ffn_wrong_activation#silu": F.silu, "ffn_wrong_activation#tanh": torch.tanh,
             "ffn_wrong_activation#sigmoid": torch.sigmoid, "ffn_wrong_activation#leaky": F.leaky_relu,
             "ffn_wrong_activation#elu": F.elu}
-    return {name: (lambda act=act: ref.W_2(act(ref.W_1(x))).detach()) for name, act in acts.items()}
+    hyps = {name: (lambda act=act: ref.W_2(act(ref.W_1(x))).detach()) for name, act in acts.items()}
+    hyps["ffn_wrong_activation#relu-after-W_2"] = lambda: torch.relu(ref(x)).detach()
+    return hyps
 
 
 @SPEC.test("interface")

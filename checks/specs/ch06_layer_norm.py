@@ -48,7 +48,11 @@ def hypotheses(ref, x) -> dict:
     for i, dims in enumerate([(0,), (1,), (-2,), tuple(range(x.dim())), (-2, -1)]):
         if dims[-1] % x.dim() != x.dim() - 1 or len(dims) > 1:
             variants[f"ln_wrong_axis#{i}"] = dict(dims=dims)
-    return {name: (lambda kw=kw: ln_variant(x, w, b, eps, **kw)) for name, kw in variants.items()}
+    hyps = {name: (lambda kw=kw: ln_variant(x, w, b, eps, **kw)) for name, kw in variants.items()}
+    for other in (1e-6, 1e-8, 1e-12, 0.0):  # an eps written into the code instead of the argument
+        if other != eps:
+            hyps[f"ln_eps_ignored#{other}"] = lambda other=other: ln_variant(x, w, b, other)
+    return hyps
 
 
 def _pair(ctx: Ctx, **kwargs):

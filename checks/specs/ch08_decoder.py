@@ -220,8 +220,11 @@ def decoder_layer_variant(ref, x, memory, src_mask, tgt_mask, *, norm: str = "po
     n1, n2, n3 = (getattr(ref, n) for n in norms)
     source = memory if kv == "memory" else None
     x = sublayer(x, lambda t: ref.self_attn(t, t, t, masks[self_mask]), n1, residual[0])
-    x = sublayer(x, lambda t: ref.cross_attn(t, t if source is None else source, t if source is None else source,
-                                             masks[cross_mask]), n2, residual[1])
+    if kv == "swapped":  # queries from the encoder output, keys and values from the decoder
+        x = sublayer(x, lambda t: ref.cross_attn(memory, t, t, masks[cross_mask]), n2, residual[1])
+    else:
+        x = sublayer(x, lambda t: ref.cross_attn(t, t if source is None else source,
+                                                 t if source is None else source, masks[cross_mask]), n2, residual[1])
     return sublayer(x, ref.feed_forward, n3, residual[2])
 
 
@@ -234,6 +237,8 @@ def layer_hypotheses(ref, x, memory, src_mask, tgt_mask) -> dict:
         "cross_attn_kv_from_decoder": dict(kv="decoder"),
         "cross_attn_kv_from_decoder#tgtmask": dict(kv="decoder", cross_mask="tgt"),
         "cross_attn_kv_from_decoder#nomask": dict(kv="decoder", cross_mask="none"),
+        "cross_attn_kv_from_decoder#swapped": dict(kv="swapped", cross_mask="none"),
+        "cross_attn_kv_from_decoder#swapped-tgt": dict(kv="swapped", cross_mask="tgt"),
         "cross_attn_wrong_mask": dict(cross_mask="tgt"),
         "cross_attn_wrong_mask#none": dict(cross_mask="none"),
         "self_attn_no_future_mask": dict(self_mask="none"),

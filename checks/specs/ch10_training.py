@@ -127,6 +127,9 @@ def ls_variant(logits, target, smoothing: float, ignore_index: int, *, spread: s
     if spread == "V":
         q = torch.full_like(lp, smoothing / v)
         q.scatter_add_(1, t[:, None], torch.full_like(lp[:, :1], 1 - smoothing))
+    elif spread == "V-no-target-share":  # s/V on the other classes, 1-s on the target: sums to 1 - s/V
+        q = torch.full_like(lp, smoothing / v)
+        q.scatter_(1, t[:, None], 1 - smoothing)
     elif spread == "V-1":
         q = torch.full_like(lp, smoothing / (v - 1))
         q.scatter_(1, t[:, None], 1 - smoothing)
@@ -149,6 +152,7 @@ def ls_hypotheses(logits, target, smoothing, ignore_index) -> dict:
     variants = {
         "ls_no_ignore_index": dict(ignore=False),
         "ls_wrong_distribution": dict(spread="V-1"), "ls_wrong_distribution#V-2": dict(spread="V-2"),
+        "ls_wrong_distribution#no-target-share": dict(spread="V-no-target-share"),
         "ls_sum_not_mean": dict(reduction="sum"), "ls_sum_not_mean#all": dict(reduction="mean_all"),
         "ls_probs_not_logprobs": dict(probs=True),
         "ls_kl_divergence": dict(kl=True), "ls_kl_divergence#V-2": dict(kl=True, spread="V-2"),
