@@ -140,6 +140,10 @@ class CheckResult:
     def __repr__(self) -> str:
         return f"<CheckResult {self.exercise}: {self.state}, {len(self.failures)} failure(s)>"
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython in a terminal shows the plain-text table (a notebook uses ``_repr_html_``)."""
+        printer.text(str(self))
+
     # ---------------------------------------------------------------- HTML (notebook)
     def _repr_html_(self) -> str:
         colour = {"passed": "#1a7f37", "failed": "#cf222e", "not attempted": "#9a6700"}[self.state]
