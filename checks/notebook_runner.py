@@ -314,8 +314,24 @@ def _first_line(cell: dict) -> str:
 
 
 def run_chapter(job: dict, result_path: str, capture_path: str) -> None:
-    """Grade one chapter in THIS process (a fresh one) and write the results as JSON to ``result_path``."""
+    """Grade one chapter in THIS process (a fresh one) and write the results as JSON to ``result_path``.
+
+    A failure of the grader itself (not of the learner's code, which is caught cell by cell) is
+    written there too, so that it is not blamed on the notebook.
+    """
     _redirect_output(capture_path)
+    try:
+        result = _grade_here(job)
+    except BaseException:  # noqa: BLE001 - reported as the grader's own failure
+        result = {"internal_error": traceback.format_exc(limit=-3)}
+    tmp = result_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(result, f, default=str)
+    os.replace(tmp, result_path)
+
+
+def _grade_here(job: dict) -> dict:
+    """Run the cells, then check every exercise; the results as a JSON-ready dict."""
     start = time.perf_counter()
     module = types.ModuleType("__main__")  # cells run as a notebook's would: in __main__
     module.__dict__["__builtins__"] = __builtins__
@@ -363,10 +379,7 @@ def run_chapter(job: dict, result_path: str, capture_path: str) -> None:
         "exercises": exercises,
         "seconds": round(time.perf_counter() - start, 3),
     }
-    tmp = result_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(result, f, default=str)
-    os.replace(tmp, result_path)
+    return result
 
 
 # --------------------------------------------------------------------------------------------------
@@ -524,6 +537,12 @@ def _collect(job: ChapterJob, tmp: Path, i: int, exitcode: int | None, elapsed: 
     tail = _tail(tmp / f"{i}.out")
     if result_file.exists():
         data = json.loads(result_file.read_text(encoding="utf-8"))
+        if "internal_error" in data:
+            last = data["internal_error"].strip().splitlines()[-1]
+            failure = _chapter_failure(job, "crashed", "workbook check itself failed while grading this chapter "
+                                       f"(not your notebook's fault; please report it): {last}")
+            failure.update(output_tail=tail, internal_error=data["internal_error"])
+            return failure
         data.update(chapter=job.stem, path=job.path, status="graded", message="", output_tail=tail,
                     cells_run=len(job.cells), cells_skipped=job.skipped)
         if data["cell_errors"]:

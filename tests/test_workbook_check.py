@@ -401,3 +401,13 @@ def test_a_folder_named_like_a_notebook_is_reported(tmp_path: Path) -> None:
     job = read_chapter(chapter("03"), tmp_path / "03_attention.ipynb")
     assert job.error is not None and job.error.startswith("cannot read 03_attention.ipynb")
     assert job.cells == []
+
+
+def test_a_failure_of_the_grader_itself_is_not_blamed_on_the_notebook(tmp_path: Path) -> None:
+    from checks.notebook_runner import ChapterJob, grade_chapters
+
+    job = ChapterJob("06_layer_norm", str(tmp_path / "gone" / "06_layer_norm.ipynb"), ["LayerNorm"])
+    (result,) = grade_chapters([job], timeout=1.0)  # its folder vanished: the process cannot chdir there
+    assert result["status"] == "crashed"
+    assert "itself failed" in result["message"] and "not your notebook's fault" in result["message"]
+    assert "FileNotFoundError" in result["internal_error"]
