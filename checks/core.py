@@ -640,11 +640,13 @@ def _grade(name: str, obj: Any, limit: float) -> CheckResult:
             stack.enter_context(_torch_settings_kept())
             stack.enter_context(time_limit(limit))
             result = run_spec(spec, obj, REFERENCES)
-    except TimeLimit:
+    except TimeLimit as stop:
+        where = describe_location(learner_frame(stop))
         result = CheckResult(name, "failed", failures=[
             f"{name} took longer than {limit:g} s to check, so it was stopped. Look for a loop that "
             "never ends (a `while` whose condition never becomes False) or work that grows far too "
-            "fast with the input size."], diagnoses=["too_slow"])
+            "fast with the input size." + (f"\n  It was running {where}" if where else "")],
+            diagnoses=["too_slow"])
     result.output = buffer.getvalue()
     return result
 

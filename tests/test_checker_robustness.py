@@ -57,6 +57,7 @@ def test_an_endless_loop_hits_the_time_limit() -> None:
     assert time.perf_counter() - start < 5
     assert result.state == "failed"
     assert "longer than 1 s" in result.failures[0]
+    assert "in forward" in result.failures[0] and __file__ in result.failures[0]  # where it was stuck
 
 
 def test_an_endless_loop_that_swallows_exceptions_still_stops() -> None:
