@@ -81,11 +81,13 @@ class CheckSubmissionMetadata(NbGraderPreprocessor):
                  and order[order.index(name) - 1] not in present]
         if wanted and (not present & set(wanted) or stuck):
             where = f"{info['assignment']}/{info['notebook']}.ipynb of student {info.get('student', '?')}"
-            raise SubmissionMetadataError(
+            message = (
                 f"{where} has lost the nbgrader metadata of its exercise and test cells "
                 f"({', '.join(lost)}): it was probably copied into a new notebook or saved by an editor "
                 "that drops cell metadata, so nbgrader cannot find what to grade. Run "
                 "`workbook course . --repair` in the course folder (it restores the metadata by cell id "
                 "from source/, keeping a .bak copy of the submission), then autograde again."
             )
+            self.log.error(message)  # one plain line above nbgrader's traceback
+            raise SubmissionMetadataError(message)
         return nb, resources
