@@ -12,14 +12,14 @@ import sys
 from pathlib import Path
 
 EPILOG = """\
-From an empty folder to a grades CSV (run in DIR):
-  workbook course DIR                                   # 1. write the course
-  nbgrader generate_assignment 03_attention             # 2. release/03_attention/ for the students
-  (collect the notebooks into submitted/<student>/03_attention/, or use nbgrader collect)
-  workbook course . --check                             # 3. (optional) find submissions that lost metadata
-  nbgrader autograde 03_attention                       # 4. grade with the hidden tests
-  nbgrader generate_feedback 03_attention               # 5. feedback/ HTML: score + the checker's messages
-  nbgrader export                                       #    grades.csv
+From an empty folder to a grades CSV:
+  1. workbook course mycourse && cd mycourse        # the course: config + source notebooks
+  2. nbgrader generate_assignment 03_attention       # release/03_attention/: hand it out
+     (the students' notebooks go to submitted/<student>/03_attention/03_attention.ipynb)
+  3. nbgrader autograde 03_attention                 # hidden tests -> gradebook.db
+  4. nbgrader generate_feedback 03_attention         # feedback/<student>/03_attention/*.html
+  5. nbgrader export                                 # grades.csv
+A submission that "lost the nbgrader metadata" (autograde says so): workbook course . --repair
 
 exit status: 0 done (for --check: every submission intact); 1 a submission lacks metadata or a
 chapter source cannot be turned into a course notebook; 2 wrong usage.
