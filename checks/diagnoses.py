@@ -135,6 +135,10 @@ DIAGNOSES: dict[str, Diagnosis] = {
         "Your heads are merged back in the wrong order: after attention the tensor is [B, h, S, d_k]; "
         "reshaping it to [B, S, d] without first putting the heads next to d_k mixes positions and heads.",
         "3.2.2", _g("torch.Tensor.contiguous")),
+    "mha_scale_by_d_model": Diagnosis(
+        "(checker) Your attention scores are scaled with d_model: each head works in d_k = "
+        "d_model / h dimensions, and equation 1 scales by the square root of that.",
+        "3.2.2", _g("torch.sqrt")),
     "mha_dropout_inside": Diagnosis(
         "(checker) Your attention changes its output in train mode: in this workbook attention has no "
         "dropout of its own (section 5.4 puts dropout on each sub-layer's output, in the layers).",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 
@@ -16,7 +17,7 @@ SPEC = Spec("MultiHeadAttention", solutions.MultiHeadAttention)
 
 
 def mha_variant(ref, query, key, value, mask=None, *, proj=("q", "k", "v"), inputs=("q", "k", "v"),
-                split: str = "right", merge: str = "right", out_proj: bool = True) -> torch.Tensor:
+                split: str = "right", merge: str = "right", out_proj: bool = True, scale: str = "d_k") -> torch.Tensor:
     """Equation 3 computed with the reference's weights, and its classic mistakes."""
     h, d = ref.num_heads, ref.d_model
     d_k = d // h
@@ -32,7 +33,11 @@ def mha_variant(ref, query, key, value, mask=None, *, proj=("q", "k", "v"), inpu
             return x.view(b, n, h, d_k)
         return x.view(b, h, n, d_k)  # "direct"
 
-    out, _ = solutions.scaled_dot_product_attention(heads(q), heads(k), heads(v), mask)
+    if scale == "d_k":
+        out, _ = solutions.scaled_dot_product_attention(heads(q), heads(k), heads(v), mask)
+    else:  # the attention written inline with another scale: sqrt(d_model), d_k, or none
+        divisor = {"sqrt_d_model": math.sqrt(d), "d_k_itself": d_k, "none": 1.0}[scale]
+        out = solutions.scaled_dot_product_attention(heads(q) * math.sqrt(d_k) / divisor, heads(k), heads(v), mask)[0]
     b, n = query.shape[:2]
     if split == "no_transpose" or merge == "reshape":
         out = out.reshape(b, n, d)
@@ -51,6 +56,9 @@ def hypotheses(ref, q, k, v, mask=None) -> dict:
         "mha_heads_not_transposed#direct-reshape": dict(split="direct", merge="reshape"),
         "mha_concat_wrong": dict(merge="reshape"),
         "mha_concat_wrong#permuted": dict(merge="permuted"),
+        "mha_scale_by_d_model": dict(scale="sqrt_d_model"),
+        "attn_no_scale": dict(scale="none"),
+        "attn_scale_by_dk": dict(scale="d_k_itself"),
     }
     for i, proj in enumerate(itertools.product("qkv", repeat=3)):
         if proj != ("q", "k", "v"):
