@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 
-import pytest
 import torch
 
 TINY = ["--num-train", "300", "--vocab-size", "300", "--d-model", "32", "--layers", "1", "--heads", "2",
@@ -28,7 +27,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
 def test_two_process_torchrun_agrees_on_weights(tmp_path):
     run = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
