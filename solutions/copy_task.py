@@ -30,8 +30,8 @@ class CopyTaskConfig:
     d_ff: int = 128
     dropout: float = 0.0
     batch_size: int = 64
-    steps: int = 400
-    warmup_steps: int = 200
+    steps: int = 700  # 400 steps with warmup 200 left 1 seed in 3 short of 100%; 700/100: 4 of 4 seeds
+    warmup_steps: int = 100
     lr_factor: float = 0.5
     smoothing: float = 0.0
     seed: int = 0
