@@ -22,3 +22,10 @@ def multi30k_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _private_progress_file(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checks record progress in $WORKBOOK_HOME; tests (and the notebooks and commands they start)
+    must never write into the real ~/.transformer-workbook of whoever runs them."""
+    monkeypatch.setenv("WORKBOOK_HOME", str(tmp_path_factory.mktemp("workbook-home")))
