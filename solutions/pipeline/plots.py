@@ -10,14 +10,16 @@ from .bpe import BOS_IDX, EOS_IDX, PAD_IDX, encode
 
 
 def save_training_plots(history: dict, out_dir: Path, model, tokenizer, sentence: str, assembly, device) -> list[Path]:
-    """Write ``loss.png``, ``lr.png`` and ``attention.png`` into ``out_dir``; returns their paths."""
-    import matplotlib
+    """Write ``loss.png``, ``lr.png`` and ``attention.png`` into ``out_dir``; returns their paths.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    The figures are plain ``matplotlib.figure.Figure`` objects, drawn without pyplot: saving them needs
+    no display and leaves pyplot's backend alone (switching it to Agg here would stop every later
+    ``plt.show()`` of a notebook that called ``train``)."""
+    from matplotlib.figure import Figure
 
     paths = []
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     ax.plot(history["step"], history["loss"], lw=0.8, label="training loss (label-smoothed)")
     if history["val_step"]:
         ax.plot(history["val_step"], history["val_loss"], "o-", label="validation loss")
@@ -28,25 +30,23 @@ def save_training_plots(history: dict, out_dir: Path, model, tokenizer, sentence
     ax.set_title("Loss")
     paths.append(_save(fig, out_dir / "loss.png"))
 
-    fig, ax = plt.subplots(figsize=(7, 3))
+    fig = Figure(figsize=(7, 3))
+    ax = fig.subplots()
     ax.plot(history["step"], history["lr"])
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
     ax.set_title("Learning rate: linear warmup, then 1/sqrt(step) (section 5.3)")
     paths.append(_save(fig, out_dir / "lr.png"))
 
-    figure = attention_figure(model, tokenizer, sentence, assembly, device)
+    figure = attention_figure(model, tokenizer, sentence, assembly, device, figure=Figure(figsize=(16, 5.5)))
     if figure is not None:
         paths.append(_save(figure, out_dir / "attention.png"))
     return paths
 
 
 def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -80,14 +80,17 @@ def attention_maps(model, tokenizer, sentence: str, assembly, device, max_len: i
     }
 
 
-def attention_figure(model, tokenizer, sentence: str, assembly, device):
-    """One heatmap per attention kind (last layer, averaged over heads) for one sentence."""
-    import matplotlib.pyplot as plt
-
+def attention_figure(model, tokenizer, sentence: str, assembly, device, figure=None):
+    """One heatmap per attention kind (last layer, averaged over heads) for one sentence, drawn on
+    ``figure`` (default: a new pyplot figure, shown by ``plt.show()`` in a notebook)."""
     maps = attention_maps(model, tokenizer, sentence, assembly, device)
     if maps is None:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5.5))
+    if figure is None:
+        import matplotlib.pyplot as plt
+
+        figure = plt.figure(figsize=(16, 5.5))
+    fig, axes = figure, figure.subplots(1, 3)
     for ax, (title, (weights, rows, cols)) in zip(axes, maps.items()):
         ax.imshow(weights.mean(0).numpy(), cmap="viridis", vmin=0.0, aspect="auto")
         ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
@@ -95,4 +98,5 @@ def attention_figure(model, tokenizer, sentence: str, assembly, device):
         ax.set_title(f"{title}\n(last layer, mean over heads)", fontsize=9)
         ax.set_xlabel("keys (attended to)")
         ax.set_ylabel("queries")
+    fig.tight_layout()
     return fig
