@@ -14,7 +14,7 @@ class Chapter:
     stem: str  # file name in chapters/ without ".ipynb"
     title: str
     sections: tuple[str, ...]  # paper sections covered
-    exercises: tuple[str, ...]  # exercise names (API.md), in the order they appear
+    exercises: tuple[str, ...]  # exercise names (API.md), in the order they appear; () = nothing to grade
 
 
 CHAPTERS: tuple[Chapter, ...] = (
@@ -32,9 +32,12 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("10_training", "Training: schedule, label smoothing, batching", ("5.1", "5.3", "5.4"),
             ("TransformerLRScheduler", "LabelSmoothingLoss")),
     Chapter("11_inference", "Inference: greedy decoding and beam search", ("6.1",), ("greedy_decode", "beam_search")),
+    # The last chapter has no exercises: it trains the model assembled from the learner's own parts.
+    Chapter("12_training_a_translator", "Train your Transformer: translation", ("5", "6"), ()),
 )
 
 EXERCISE_TO_CHAPTER: dict[str, str] = {name: ch.stem for ch in CHAPTERS for name in ch.exercises}
+GRADED_CHAPTERS: tuple[Chapter, ...] = tuple(ch for ch in CHAPTERS if ch.exercises)  # what check/course grade
 
 
 def chapter(stem_or_number: str | int) -> Chapter:

@@ -1,6 +1,7 @@
 """The classroom: an nbgrader course generated from the same single source as ``chapters/``.
 
-``workbook course DIR`` (``checks.commands.course``) writes, for every chapter that has a source,
+``workbook course DIR`` (``checks.commands.course``) writes, for every chapter that has a source and
+exercises (see :func:`course_chapters`),
 
 * ``DIR/nbgrader_config.py``: the course configuration (timeout, missing cells restored, feedback
   without hidden tests), and
@@ -307,6 +308,13 @@ c.GenerateFeedback.preprocessors = [
 '''
 
 
+def course_chapters() -> list[Chapter]:
+    """The chapters of the course: those with a source and at least one exercise. A chapter without
+    exercises (12, the training run) has nothing to autograde, and autograding would only re-run its
+    training for minutes, so it is left out; students get it from chapters/ like everything else."""
+    return [ch for ch in available_chapters() if ch.exercises]
+
+
 def source_path(course_dir: Path, stem: str) -> Path:
     return Path(course_dir) / "source" / stem / f"{stem}.ipynb"
 
@@ -318,11 +326,15 @@ def write_course(course_dir: Path, stems: list[str] | None = None, timeout: int 
     changed ``nbgrader_config.py`` is first copied to ``nbgrader_config.py.bak``."""
     course_dir = Path(course_dir)
     course_dir.mkdir(parents=True, exist_ok=True)
-    chapters: list[Chapter] = available_chapters()
+    chapters: list[Chapter] = course_chapters()
     if stems:
         from checks.chapters import chapter
 
         chapters = [chapter(s) for s in stems]
+        ungraded = [ch.stem for ch in chapters if not ch.exercises]
+        if ungraded:
+            raise CourseError(f"{', '.join(ungraded)} has no exercises, so nothing to grade: it is not part of "
+                              "the course (hand the notebook out as it is).")
     written = []
     config = course_dir / "nbgrader_config.py"
     text = config_text(timeout)

@@ -29,7 +29,8 @@ from checks.course import (
 )
 from checks.notebooks import CHAPTERS_DIR, available_chapters, learner_notebook_text, load_source, make_notebook
 
-AVAILABLE = [ch.stem for ch in available_chapters()]
+# The chapters of the course: with a source and exercises (chapter 12, the training run, has none).
+AVAILABLE = [ch.stem for ch in available_chapters() if ch.exercises]
 
 # One known bug per chapter: (exercise, text of the reference, what the buggy student wrote).
 BUGS = {
@@ -182,6 +183,18 @@ def test_workbook_course_writes_config_and_every_chapter(tmp_path, capsys):
     assert workbook(["course", str(course), "--chapters", "00", "--timeout", "60"]) == 0
     assert "c.Execute.timeout = 45" in (course / "nbgrader_config.py.bak").read_text()
     assert "c.Execute.timeout = 60" in (course / "nbgrader_config.py").read_text()
+
+
+def test_a_chapter_without_exercises_is_left_out_of_the_course(tmp_path, capsys):
+    ungraded = [ch.stem for ch in available_chapters() if not ch.exercises]
+    if not ungraded:
+        pytest.skip("every chapter has exercises")
+    course = tmp_path / "course"
+    assert workbook(["course", str(course), "--chapters", "00"]) == 0
+    capsys.readouterr()
+    assert workbook(["course", str(course), "--chapters", ungraded[0][:2]]) == 1
+    assert "no exercises, so nothing to grade" in capsys.readouterr().err
+    assert not (course / "source" / ungraded[0]).exists()
 
 
 @pytest.mark.parametrize("stem", AVAILABLE)

@@ -47,6 +47,17 @@ def test_hints_come_one_after_another_and_are_counted(capsys):
     assert status_line(capsys.readouterr().out, "softmax")[-3:] == ["attempted", "3/3", "-"]
 
 
+def test_status_lists_the_chapter_without_exercises_without_counting_it(capsys):
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("12 "))
+    assert "(no exercises)" in row
+    total = int(out.split(" of ")[1].split()[0])  # "0 of 22 exercises passed"
+    from checks.chapters import CHAPTERS
+
+    assert total == sum(len(c.exercises) for c in CHAPTERS)
+
+
 def test_solution_prints_the_reference_and_is_recorded(capsys):
     assert main(["solution", "MultiHeadAttention"]) == 0
     out = capsys.readouterr().out

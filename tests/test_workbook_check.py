@@ -157,7 +157,8 @@ def state(graded: dict, stem: str, exercise: str) -> dict:
 
 def test_exit_status_is_nonzero_and_every_chapter_is_reported(graded: dict) -> None:
     assert graded["proc"].returncode == 1
-    assert [ch["chapter"] for ch in graded["data"]["chapters"]] == [c.stem for c in CHAPTERS]
+    # every chapter with exercises; the last one (training, no exercises) has nothing to grade
+    assert [ch["chapter"] for ch in graded["data"]["chapters"]] == [c.stem for c in CHAPTERS if c.exercises]
     summary = graded["data"]["summary"]
     assert summary["total"] == sum(len(c.exercises) for c in CHAPTERS)
     assert summary["ok"] is False
@@ -308,6 +309,20 @@ def test_real_chapter_notebooks_are_graded_without_change(capsys) -> None:
     states = {(c["chapter"], e["exercise"]): e["state"] for c in data["chapters"] for e in c["exercises"]}
     assert set(states.values()) == {"not attempted"}, states
     assert code == 1
+
+
+def test_a_chapter_without_exercises_is_not_an_error(learner_dir: Path, capsys) -> None:
+    """Chapter 12 trains the model and has no exercises: asked for alone, nothing to grade (exit 0);
+    asked for with others, the others are graded and it is listed as ungraded."""
+    assert main(["check", "12", "--dir", str(learner_dir)]) == 0
+    assert "nothing to grade" in capsys.readouterr().out
+    assert main(["check", "12", "--dir", str(learner_dir), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["chapters"] == [] and data["ungraded"] == ["12_training_a_translator"]
+    assert main(["check", "01", "12", "--dir", str(learner_dir), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [c["chapter"] for c in data["chapters"]] == ["01_embeddings"]
+    assert data["ungraded"] == ["12_training_a_translator"] and data["summary"]["ok"] is True
 
 
 def test_fresh_interpreter_fallback_when_forking_is_unsafe(learner_dir: Path, capsys) -> None:

@@ -14,10 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from checks.chapters import CHAPTERS, Chapter, chapter
+from checks.chapters import CHAPTERS, GRADED_CHAPTERS, Chapter, chapter
 
 EPILOG = """\
-chapters: 03, 3, 03_attention, an exercise name (LayerNorm), or a path to a notebook; none = all 12.
+chapters: 03, 3, 03_attention, an exercise name (LayerNorm), or a path to a notebook; none = every
+chapter with exercises (00-11; chapter 12 trains the model and has nothing to grade).
 
 Which cells run: the setup and exercise cells and any cell you added yourself; of the chapter's demo,
 figure and training cells only their definitions (def, class, import), since an exercise may call a
@@ -28,7 +29,7 @@ and magics (%...) are skipped.
 timeout or crashed), "message", "cell_errors": [{"cell", "first_line", "error"}], "output_tail",
 "seconds", "exercises": [{"exercise", "state" (passed, failed, not attempted or error), "passed",
 "failures", "diagnoses", "tests", "text"}]}], "summary": {"passed", "failed", "not attempted",
-"error", "total", "ok"}, "seconds"}. Your notebooks' prints never mix into it.
+"error", "total", "ok"}, "ungraded" (chapters asked for that have no exercises), "seconds"}. Your notebooks' prints never mix into it.
 
 exit status:
   0  every graded exercise passed
@@ -84,7 +85,7 @@ def resolve(args_chapters: list[str], folder: Path | None) -> list[tuple[Chapter
     """The (chapter, notebook path) pairs to grade, in chapter order, without duplicates."""
     if not args_chapters:
         folder = folder if folder is not None else _default_dir()
-        return [(ch, folder / f"{ch.stem}.ipynb") for ch in CHAPTERS]
+        return [(ch, folder / f"{ch.stem}.ipynb") for ch in GRADED_CHAPTERS]
     chosen: dict[str, tuple[Chapter, Path]] = {}
     for arg in args_chapters:
         if arg.endswith(".ipynb") or "/" in arg or "\\" in arg:
@@ -173,17 +174,31 @@ def run(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         print("workbook check: --timeout must be a positive number of seconds.", file=sys.stderr)
         return 2
+    ungraded = [ch for ch, _ in targets if not ch.exercises]  # e.g. chapter 12: it trains, nothing to grade
+    targets = [(ch, path) for ch, path in targets if ch.exercises]
+    if not targets:
+        names = ", ".join(ch.stem for ch in ungraded)
+        if args.json:
+            print(json.dumps({"chapters": [], "summary": summarise([]), "ungraded": [ch.stem for ch in ungraded],
+                              "seconds": round(time.perf_counter() - start, 2)}, indent=2))
+        else:
+            print(f"{names}: no exercises, nothing to grade. (Run the notebook itself: it trains the "
+                  "model built from your earlier chapters.)")
+        return 0
 
     jobs = [read_chapter(ch, path, all_cells=args.all_cells) for ch, path in targets]
     chapters = grade_chapters(jobs, timeout=args.timeout)
     summary = summarise(chapters)
     seconds = round(time.perf_counter() - start, 2)
     if args.json:
-        print(json.dumps({"chapters": chapters, "summary": summary, "seconds": seconds}, indent=2, default=str))
+        print(json.dumps({"chapters": chapters, "summary": summary, "ungraded": [ch.stem for ch in ungraded],
+                          "seconds": seconds}, indent=2, default=str))
     else:
         folders = sorted({str(Path(ch["path"]).resolve().parent) for ch in chapters})
         print(f"Grading {len(chapters)} chapter notebook(s) in {', '.join(folders)}\n")
         print(format_table(chapters, verbose=args.verbose))
+        if ungraded:
+            print(f"\n(Not graded, no exercises: {', '.join(ch.stem for ch in ungraded)}.)")
         print(f"\n{summary['passed']} passed, {summary['failed']} failed, {summary['not attempted']} not "
               f"attempted, {summary['error']} not gradable, of {summary['total']} exercises ({seconds:.1f} s).")
         if not summary["ok"]:

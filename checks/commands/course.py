@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("dir", metavar="DIR", help="the course folder (created when missing)")
     parser.add_argument("--chapters", nargs="+", metavar="CHAPTER", default=None,
-                        help="only these chapters (03, 03_attention, ...); default: every chapter with a source")
+                        help="only these chapters (03, 03_attention, ...); default: every chapter with a source and "
+                        "exercises (chapter 12, the training run, has nothing to grade)")
     parser.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
                         help="time limit per notebook cell when autograding (default 120)")
     parser.add_argument("--points", type=float, default=None, help="points per exercise (default 1)")
