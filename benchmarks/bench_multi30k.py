@@ -36,6 +36,10 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=None)
     parser.add_argument("--max-tokens", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--lr-factor", type=float, default=None)
+    parser.add_argument("--vocab-size", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="CPU threads (default: every core; the run should have the machine to itself)")
     parser.add_argument("--beam", type=int, default=4)
     parser.add_argument("--attention", default="manual", choices=["manual", "fused"])
     parser.add_argument("--out", default="runs/bench-multi30k")
@@ -43,12 +47,13 @@ def main() -> None:
 
     config = TrainConfig(**PRESETS["multi30k"])
     overrides = {"d_model": args.d_model, "num_layers": args.layers, "d_ff": args.d_ff, "num_heads": args.heads,
-                 "max_tokens": args.max_tokens, "warmup_steps": args.warmup}
+                 "max_tokens": args.max_tokens, "warmup_steps": args.warmup, "lr_factor": args.lr_factor,
+                 "vocab_size": args.vocab_size}
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     config = replace(config, data_dir=args.data_dir, device=args.device, minutes=args.minutes, steps=10**9,
                      eval_every=0, eval_every_minutes=args.eval_minutes or max(args.minutes / 6, 0.5),
                      checkpoint_every=100,  # frequent enough that the last 5 lie near the end of short runs
-                     beam_size=args.beam, attention=args.attention, out_dir=args.out)
+                     beam_size=args.beam, attention=args.attention, out_dir=args.out, threads=args.threads)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     started, cpu_started = time.perf_counter(), time.process_time()
     result = train(config, progress=False)
