@@ -319,6 +319,9 @@ def run_chapter(job: dict, result_path: str, capture_path: str) -> None:
     A failure of the grader itself (not of the learner's code, which is caught cell by cell) is
     written there too, so that it is not blamed on the notebook.
     """
+    os.environ["MPLBACKEND"] = "Agg"  # figures never open a window while grading
+    if "matplotlib" in sys.modules:
+        sys.modules["matplotlib"].use("Agg")
     _redirect_output(capture_path)
     try:
         result = _grade_here(job)
@@ -433,8 +436,10 @@ def _start(payload: dict, result_path: str, capture_path: str) -> Any:
 
 
 def _preload() -> None:
-    """Import torch, matplotlib and the checker once here, so that forked chapters need not."""
-    os.environ.setdefault("MPLBACKEND", "Agg")  # figures never open a window while grading
+    """Import torch, matplotlib and the checker once here, so that forked chapters need not.
+
+    The backend is not set here but in each chapter's own process (``run_chapter``): this process may
+    be a notebook or a test session whose later figures and kernels must keep their backend."""
     if not _can_fork():
         return
     for name in PRELOAD:
@@ -565,7 +570,6 @@ def _collect(job: ChapterJob, tmp: Path, i: int, exitcode: int | None, elapsed: 
 def _main(argv: list[str]) -> int:
     """``python -m checks.notebook_runner JOB.json RESULT.json CAPTURE``: grade one chapter."""
     job_path, result_path, capture_path = argv
-    os.environ.setdefault("MPLBACKEND", "Agg")
     run_chapter(json.loads(Path(job_path).read_text(encoding="utf-8")), result_path, capture_path)
     return 0
 

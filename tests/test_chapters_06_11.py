@@ -12,10 +12,7 @@ Cells that train a model are skipped in the default run and executed in the ``sl
 from __future__ import annotations
 
 import math
-import os
 import warnings
-
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 import matplotlib  # noqa: E402
 
