@@ -3,8 +3,8 @@
 * fast: the committed solved copy (executed by `workbook build --solved 12`) shows the table of which
   part came from whom, a training loss that fell, translations, an exact-match score above a floor,
   the loss plot and the attention heatmaps; the Multi30k cell is guarded by a flag that is False;
-* slow: the untouched learner notebook, executed with nbclient, shows the same (every part from the
-  reference, since its folder holds no other chapter).
+* the untouched learner notebook, executed with nbclient (about a minute), shows the same (every
+  part from the reference, since its folder holds no other chapter).
 """
 
 from __future__ import annotations
@@ -119,7 +119,6 @@ def test_the_committed_solved_copy_shows_the_run():
     assert_the_run_shows_its_results(nb, parts_yours=18)
 
 
-@pytest.mark.slow
 def test_the_untouched_learner_notebook_trains_and_translates(tmp_path):
     nb = nbformat.read(REPO / "chapters" / f"{STEM}.ipynb", as_version=4)
     notebooks.execute(nb, cwd=tmp_path, timeout=600)

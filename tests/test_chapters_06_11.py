@@ -6,7 +6,7 @@ generator builds them (``checks.notebooks.build_cells(..., "solved")``), and the
 about the figures and printouts are asserted on the values the cells computed: the residual keeps the
 input, the future mask stops leaks, the parameter count matches the hand count of the table, token
 budgets cut padding, greedy fails where beam search succeeds on the hand-built model, and so on.
-Cells that train a model are skipped in the default run and executed in the ``slow`` tests.
+Cells that train a model are skipped, except in the two tests of those training runs.
 """
 
 from __future__ import annotations
@@ -142,7 +142,6 @@ def test_11_greedy_fails_where_beam_search_succeeds_on_the_hand_built_model():
     assert score(lp_short, len(short) - 1, 0.6) < score(lp_long, len(long_) - 1, 0.6)
 
 
-@pytest.mark.slow
 def test_10_the_first_training_run_learns_to_copy():
     ns = run_solved_cells("10_training", skip_training=False)
     losses = ns["losses"]
@@ -150,7 +149,6 @@ def test_10_the_first_training_run_learns_to_copy():
     assert ns["exact_match"](ns["model"], ns["config"]) > 0.6
 
 
-@pytest.mark.slow
 def test_11_the_trained_copy_model_attends_along_the_diagonal():
     ns = run_solved_cells("11_inference", skip_training=False)
     assert ns["copied_greedy"] >= 12 and ns["same"] >= 16
