@@ -18,22 +18,11 @@ import pytest
 
 from checks import notebooks
 from checks.chapters import chapter
+from test_chapters import outputs_text
 
 REPO = Path(__file__).resolve().parents[1]
 STEM = "12_training_a_translator"
 EXACT_MATCH_FLOOR = 0.8  # the quick run gets ~95 % of held-out numbers right; 0.8 leaves room for noise
-
-
-def outputs_text(cell) -> str:
-    parts = []
-    for out in cell.get("outputs", []):
-        if out.output_type == "stream":
-            parts.append(out.text)
-        elif out.output_type == "error":
-            parts.append("\n".join(out.traceback))
-        else:
-            parts.append(str(out.get("data", {}).get("text/plain", "")))
-    return "\n".join(parts)
 
 
 def images(cell) -> int:
