@@ -32,7 +32,7 @@ import nbformat
 
 from checks.chapters import chapter
 from checks.cli import main as workbook
-from checks.notebooks import available_chapters
+from checks.course import course_chapters
 
 
 def nbgrader(course: Path, *args: str) -> float:
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--chapters", nargs="*", default=None)
     parser.add_argument("--repeat", type=int, default=1, help="autograde runs per chapter (median reported)")
     args = parser.parse_args()
-    stems = [chapter(c).stem for c in args.chapters] if args.chapters else [c.stem for c in available_chapters() if c.exercises]  # a chapter without exercises is not graded
+    stems = [chapter(c).stem for c in args.chapters] if args.chapters else [c.stem for c in course_chapters()]
 
     work = Path(tempfile.mkdtemp(prefix="bench-course-"))
     try:
