@@ -20,8 +20,8 @@ import torch
 
 import solutions
 from checks import check
-from checks.chapters import EXERCISE_TO_CHAPTER
 from checks.specs.ch00_introduction import reference_softmax
+from workbook.chapters import EXERCISE_TO_CHAPTER
 
 TARGET_S = 0.5
 
@@ -49,8 +49,10 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args()
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     rows = {}
     for name in EXERCISE_TO_CHAPTER:
         obj = reference_softmax if name == "softmax" else getattr(solutions, name)

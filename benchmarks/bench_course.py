@@ -5,7 +5,7 @@ For every chapter (or those given), builds the course (``workbook course``), rel
 
 * ``nbgrader autograde CHAPTER --student bench``: the whole command a teacher runs (process start,
   sanitising, a fresh kernel that runs every cell of the notebook, the hidden tests, the gradebook);
-* ``workbook check CHAPTER --dir ...`` called in-process (``checks.cli.main``) on the same notebook:
+* ``workbook check CHAPTER --dir ...`` called in-process (``workbook.cli.main``) on the same notebook:
   the learner's terminal check (setup and exercise cells in a fresh process, then the checker).
 
     python benchmarks/bench_course.py [--chapters 00 03 07] [--repeat 1]
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import nbformat
 
-from checks.chapters import chapter
-from checks.cli import main as workbook
-from checks.course import course_chapters
+from workbook.chapters import chapter
+from workbook.cli import main as workbook
+from workbook.course import course_chapters
 
 
 def nbgrader(course: Path, *args: str) -> float:
@@ -49,8 +49,11 @@ def solved_submission(course: Path, stem: str) -> nbformat.NotebookNode:
     source = {c.id: c for c in nbformat.read(str(course / "source" / stem / f"{stem}.ipynb"), as_version=4).cells}
     for cell in release.cells:
         if cell.metadata.get("nbgrader", {}).get("solution"):
-            cell.source = "\n".join(line for line in source[cell.id].source.split("\n")
-                                    if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
+            cell.source = "\n".join(
+                line
+                for line in source[cell.id].source.split("\n")
+                if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line
+            )
     return release
 
 
@@ -69,8 +72,11 @@ def workbook_check(folder: Path, stem: str) -> tuple[float, dict]:
 def workbook_check_cold(folder: Path, stem: str) -> float:
     """The same check as a learner types it in a terminal: a new process (imports torch itself)."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "checks.cli", "check", stem, "--dir", str(folder), "--json"],
-                   capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-m", "workbook.cli", "check", stem, "--dir", str(folder), "--json"],
+        capture_output=True,
+        text=True,
+    )
     return time.perf_counter() - start
 
 
@@ -100,8 +106,9 @@ def main() -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(submission, str(target))
             nbformat.write(submission, str(mine / f"{stem}.ipynb"))
-            grade_times = [nbgrader(course, "autograde", stem, "--student", "bench", "--force")
-                           for _ in range(args.repeat)]
+            grade_times = [
+                nbgrader(course, "autograde", stem, "--student", "bench", "--force") for _ in range(args.repeat)
+            ]
             check_times, report = zip(*(workbook_check(mine, stem) for _ in range(args.repeat)))
             from nbgrader.api import Gradebook
 
@@ -109,13 +116,19 @@ def main() -> None:
                 sub = gradebook.find_submission(stem, "bench")
                 score = f"{sub.score:g}/{sub.max_score:g}"
             cold = statistics.median(workbook_check_cold(mine, stem) for _ in range(args.repeat))
-            rows.append((stem, statistics.median(grade_times), statistics.median(check_times), cold, score,
-                         passed(report[-1])))
-            print(f"{stem:<26} autograde {rows[-1][1]:6.1f} s ({score})   workbook check in-process "
-                  f"{rows[-1][2]:5.1f} s, new process {cold:5.1f} s ({rows[-1][5]} passed)", flush=True)
+            rows.append(
+                (stem, statistics.median(grade_times), statistics.median(check_times), cold, score, passed(report[-1]))
+            )
+            print(
+                f"{stem:<26} autograde {rows[-1][1]:6.1f} s ({score})   workbook check in-process "
+                f"{rows[-1][2]:5.1f} s, new process {cold:5.1f} s ({rows[-1][5]} passed)",
+                flush=True,
+            )
         print()
-        print("| chapter | nbgrader autograde (s) | score | workbook check in-process (s) | workbook check, "
-              "new process (s) | passed |")
+        print(
+            "| chapter | nbgrader autograde (s) | score | workbook check in-process (s) | workbook check, "
+            "new process (s) | passed |"
+        )
         print("|---|---|---|---|---|---|")
         for stem, grade, check, cold, score, ok in rows:
             print(f"| {stem} | {grade:.1f} | {score} | {check:.1f} | {cold:.1f} | {ok} |")

@@ -17,7 +17,7 @@ import time
 import torch
 import torch.nn as nn
 
-from solutions import PositionalEncoding, Transformer, create_masks
+from solutions import PositionalEncoding, Transformer
 
 
 class TorchTransformer(nn.Module):
@@ -42,9 +42,15 @@ class TorchTransformer(nn.Module):
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
         causal = nn.Transformer.generate_square_subsequent_mask(tgt.size(1), dtype=torch.bool)
-        out = self.transformer(self.embed(src), self.embed(tgt), tgt_mask=causal,
-                               src_key_padding_mask=src == 0, tgt_key_padding_mask=tgt == 0,
-                               memory_key_padding_mask=src == 0, tgt_is_causal=True)
+        out = self.transformer(
+            self.embed(src),
+            self.embed(tgt),
+            tgt_mask=causal,
+            src_key_padding_mask=src == 0,
+            tgt_key_padding_mask=tgt == 0,
+            memory_key_padding_mask=src == 0,
+            tgt_is_causal=True,
+        )
         return self.generator(out)
 
 
@@ -69,18 +75,29 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    ours = Transformer(args.vocab, args.vocab, args.d_model, args.layers, args.heads, args.d_ff, 0.1,
-                       max_seq_length=512, share_embeddings=True).train()
+    ours = Transformer(
+        args.vocab,
+        args.vocab,
+        args.d_model,
+        args.layers,
+        args.heads,
+        args.d_ff,
+        0.1,
+        max_seq_length=512,
+        share_embeddings=True,
+    ).train()
     theirs = TorchTransformer(args.vocab, args.d_model, args.layers, args.heads, args.d_ff, 0.1).train()
     n_ours = sum(p.numel() for p in ours.parameters())
     n_theirs = sum(p.numel() for p in theirs.parameters())
-    opts = {name: torch.optim.Adam(m.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
-            for name, m in (("reference", ours), ("nn.Transformer", theirs))}
+    opts = {
+        name: torch.optim.Adam(m.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
+        for name, m in (("reference", ours), ("nn.Transformer", theirs))
+    }
     models = {"reference": ours, "nn.Transformer": theirs}
 
     src = torch.randint(3, args.vocab, (args.batch, args.len))
     tgt = torch.randint(3, args.vocab, (args.batch, args.len + 1))
-    src[: args.batch // 4, -args.len // 4:] = 0  # some padding, as in real batches
+    src[: args.batch // 4, -args.len // 4 :] = 0  # some padding, as in real batches
     tokens = int((tgt[:, 1:] != 0).sum())
 
     for name in models:  # warm-up
@@ -93,14 +110,18 @@ def main() -> None:
             train_step(models[name], opts[name], src, tgt)
             times[name].append(time.perf_counter() - start)
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; d_model={args.d_model}, "
-          f"layers={args.layers}, heads={args.heads}, d_ff={args.d_ff}, batch={args.batch}x{args.len}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; d_model={args.d_model}, "
+        f"layers={args.layers}, heads={args.heads}, d_ff={args.d_ff}, batch={args.batch}x{args.len}"
+    )
     print(f"parameters: reference {n_ours / 1e6:.2f}M, nn.Transformer {n_theirs / 1e6:.2f}M")
     speed = {}
     for name, ts in times.items():
         speed[name] = tokens / statistics.median(ts)
-        print(f"{name:>15}: {statistics.median(ts) * 1000:7.1f} ms/step (median of {len(ts)}), "
-              f"{speed[name]:8.0f} target tokens/s")
+        print(
+            f"{name:>15}: {statistics.median(ts) * 1000:7.1f} ms/step (median of {len(ts)}), "
+            f"{speed[name]:8.0f} target tokens/s"
+        )
     print(f"ratio reference / nn.Transformer: {speed['reference'] / speed['nn.Transformer']:.2f}x (target >= 0.95x)")
 
 

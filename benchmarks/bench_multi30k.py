@@ -38,41 +38,70 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--lr-factor", type=float, default=None)
     parser.add_argument("--vocab-size", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="CPU threads (default: every core; the run should have the machine to itself)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count(),
+        help="CPU threads (default: every core; the run should have the machine to itself)",
+    )
     parser.add_argument("--beam", type=int, default=4)
     parser.add_argument("--attention", default="manual", choices=["manual", "fused"])
     parser.add_argument("--out", default="runs/bench-multi30k")
     args = parser.parse_args()
 
     config = TrainConfig(**PRESETS["multi30k"])
-    overrides = {"d_model": args.d_model, "num_layers": args.layers, "d_ff": args.d_ff, "num_heads": args.heads,
-                 "max_tokens": args.max_tokens, "warmup_steps": args.warmup, "lr_factor": args.lr_factor,
-                 "vocab_size": args.vocab_size}
+    overrides = {
+        "d_model": args.d_model,
+        "num_layers": args.layers,
+        "d_ff": args.d_ff,
+        "num_heads": args.heads,
+        "max_tokens": args.max_tokens,
+        "warmup_steps": args.warmup,
+        "lr_factor": args.lr_factor,
+        "vocab_size": args.vocab_size,
+    }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    config = replace(config, data_dir=args.data_dir, device=args.device, minutes=args.minutes, steps=10**9,
-                     eval_every=0, eval_every_minutes=args.eval_minutes or max(args.minutes / 6, 0.5),
-                     checkpoint_every=100,  # frequent enough that the last 5 lie near the end of short runs
-                     beam_size=args.beam, attention=args.attention, out_dir=args.out, threads=args.threads)
+    config = replace(
+        config,
+        data_dir=args.data_dir,
+        device=args.device,
+        minutes=args.minutes,
+        steps=10**9,
+        eval_every=0,
+        eval_every_minutes=args.eval_minutes or max(args.minutes / 6, 0.5),
+        checkpoint_every=100,  # frequent enough that the last 5 lie near the end of short runs
+        beam_size=args.beam,
+        attention=args.attention,
+        out_dir=args.out,
+        threads=args.threads,
+    )
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     started, cpu_started = time.perf_counter(), time.process_time()
     result = train(config, progress=False)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
 
     print("\n=== Multi30k de->en, test2016 ===")
-    print(f"model: d_model={config.d_model}, layers={config.num_layers}, heads={config.num_heads}, d_ff={config.d_ff}, "
-          f"batch {config.max_tokens} tokens, warmup {config.warmup_steps}; {result.step} steps in {args.minutes} min")
+    print(
+        f"model: d_model={config.d_model}, layers={config.num_layers}, heads={config.num_heads}, d_ff={config.d_ff}, "
+        f"batch {config.max_tokens} tokens, warmup {config.warmup_steps}; {result.step} steps in {args.minutes} min"
+    )
     averaged = min(config.average_last, max(result.step // config.checkpoint_every, 1))
-    print(f"test2016 sacreBLEU {result.test['bleu']:.2f} (beam {config.beam_size}, average of the last "
-          f"{averaged} checkpoints), chrF {result.test['chrf']:.1f}")
-    print(f"training throughput {result.tokens_per_second:,.0f} target tokens/s; wall {wall / 60:.1f} min, "
-          f"process CPU time {cpu / 60:.1f} min; load average at start {load}")
-    print("validation BLEU (greedy, first {} sentences) against minutes of training:".format(config.eval_sentences))
+    print(
+        f"test2016 sacreBLEU {result.test['bleu']:.2f} (beam {config.beam_size}, average of the last "
+        f"{averaged} checkpoints), chrF {result.test['chrf']:.1f}"
+    )
+    print(
+        f"training throughput {result.tokens_per_second:,.0f} target tokens/s; wall {wall / 60:.1f} min, "
+        f"process CPU time {cpu / 60:.1f} min; load average at start {load}"
+    )
+    print(f"validation BLEU (greedy, first {config.eval_sentences} sentences) against minutes of training:")
     for line in (Path(config.out_dir) / "log.jsonl").read_text().splitlines():
         record = json.loads(line)
         if "val_loss" in record:
-            print(f"  {record.get('minutes', float('nan')):6.1f} min  step {record['step']:6d}  "
-                  f"val loss {record['val_loss']:.3f}  BLEU {record['bleu']:5.2f}")
+            print(
+                f"  {record.get('minutes', float('nan')):6.1f} min  step {record['step']:6d}  "
+                f"val loss {record['val_loss']:.3f}  BLEU {record['bleu']:5.2f}"
+            )
     for source, reference, output in result.examples[:3]:
         print(f"  {source}\n    -> {output}\n   ref {reference}")
 

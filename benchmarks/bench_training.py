@@ -24,12 +24,20 @@ from dataclasses import replace
 
 import torch
 
-from solutions.pipeline.assemble import assemble
 from solutions.pipeline.batching import collate, make_batches
 from solutions.pipeline.bpe import PAD_IDX, train_bpe
 from solutions.pipeline.builtin_task import numbers_corpus
-from solutions.pipeline.train import (MAX_TOKENS_PER_SENTENCE, TrainConfig, autocast_and_scaler, cpu_threads,
-                                      encode_pairs, model_kwargs, pick_device, train)
+from solutions.pipeline.train import (
+    MAX_TOKENS_PER_SENTENCE,
+    TrainConfig,
+    autocast_and_scaler,
+    cpu_threads,
+    encode_pairs,
+    model_kwargs,
+    pick_device,
+    train,
+)
+from workbook.assembly import assemble
 
 
 def default_run(threads: int | None) -> None:
@@ -38,11 +46,15 @@ def default_run(threads: int | None) -> None:
     result = train(replace(TrainConfig(), out_dir="runs/bench-default", threads=threads), progress=False)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     print("\n=== default `workbook train` (numbers task) ===")
-    print(f"held-out exact match {result.test['exact_match']:.1%} on {len(result.examples)} numbers never seen "
-          f"in training; chrF {result.test['chrf']:.1f}; {result.step} steps")
-    print(f"wall time {wall / 60:.2f} min (whole run: data, BPE, training, evaluation, plots); process CPU time "
-          f"{cpu / 60:.2f} min; torch threads {torch.get_num_threads()}; load average before {load}, "
-          f"after {os.getloadavg()}")
+    print(
+        f"held-out exact match {result.test['exact_match']:.1%} on {len(result.examples)} numbers never seen "
+        f"in training; chrF {result.test['chrf']:.1f}; {result.step} steps"
+    )
+    print(
+        f"wall time {wall / 60:.2f} min (whole run: data, BPE, training, evaluation, plots); process CPU time "
+        f"{cpu / 60:.2f} min; torch threads {torch.get_num_threads()}; load average before {load}, "
+        f"after {os.getloadavg()}"
+    )
 
 
 def throughput(device: torch.device, steps: int, rounds: int, config: TrainConfig) -> None:
@@ -84,9 +96,11 @@ def throughput(device: torch.device, steps: int, rounds: int, config: TrainConfi
         return tokens / (time.perf_counter() - clock)
 
     print(f"\n=== training throughput (target tokens/s), {device}, {torch.get_num_threads()} threads ===")
-    print(f"model: d_model={config.d_model}, layers={config.num_layers}, heads={config.num_heads}, d_ff={config.d_ff}, "
-          f"vocab {vocab}; batches of <= {config.max_tokens} tokens; {steps} timed steps x {rounds} rounds; "
-          f"load average {os.getloadavg()}")
+    print(
+        f"model: d_model={config.d_model}, layers={config.num_layers}, heads={config.num_heads}, d_ff={config.d_ff}, "
+        f"vocab {vocab}; batches of <= {config.max_tokens} tokens; {steps} timed steps x {rounds} rounds; "
+        f"load average {os.getloadavg()}"
+    )
     for amp in precisions:
         results: dict[str, list[float]] = {"manual": [], "fused": []}
         for _ in range(rounds):
@@ -94,9 +108,11 @@ def throughput(device: torch.device, steps: int, rounds: int, config: TrainConfi
                 results[attention].append(run(attention, amp))
         manual, fused = (statistics.median(results[k]) for k in ("manual", "fused"))
         label = "mixed precision" if amp else "float32"
-        print(f"  {label:15}  contract attention {manual:10,.0f}   fused SDPA {fused:10,.0f}   "
-              f"speed-up x{fused / manual:.2f}   (rounds: {[round(x) for x in results['manual']]} vs "
-              f"{[round(x) for x in results['fused']]})")
+        print(
+            f"  {label:15}  contract attention {manual:10,.0f}   fused SDPA {fused:10,.0f}   "
+            f"speed-up x{fused / manual:.2f}   (rounds: {[round(x) for x in results['manual']]} vs "
+            f"{[round(x) for x in results['fused']]})"
+        )
 
 
 def main() -> None:
@@ -107,8 +123,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: as `workbook train`)")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--size", choices=["numbers", "base"], default="numbers",
-                        help="numbers: the default run's model; base: d_model 512, 6 layers (GPU)")
+    parser.add_argument(
+        "--size",
+        choices=["numbers", "base"],
+        default="numbers",
+        help="numbers: the default run's model; base: d_model 512, 6 layers (GPU)",
+    )
     args = parser.parse_args()
     device = pick_device(args.device)
     if device.type == "cpu":

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import nbformat
 
-from checks.chapters import CHAPTERS
+from workbook.chapters import CHAPTERS
 
 REPO = Path(__file__).resolve().parents[1]
 SETUP = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
@@ -42,18 +42,23 @@ def reference_code(name: str) -> str:
     import re
 
     import solutions
-    from checks.chapters import EXERCISE_TO_CHAPTER
+    from workbook.chapters import EXERCISE_TO_CHAPTER
 
     if not hasattr(solutions, name):
-        from checks.notebooks import reference_source  # exercises without a solutions entry (softmax)
+        from workbook.notebooks import reference_source  # exercises without a solutions entry (softmax)
 
         return reference_source(name)
     obj = getattr(solutions, name)
     code = inspect.getsource(obj)
     module = inspect.getmodule(obj)
-    helpers = [h for h, value in vars(module).items()
-               if h not in EXERCISE_TO_CHAPTER and (inspect.isfunction(value) or inspect.isclass(value))
-               and getattr(value, "__module__", None) == module.__name__ and re.search(rf"\b{h}\(", code)]
+    helpers = [
+        h
+        for h, value in vars(module).items()
+        if h not in EXERCISE_TO_CHAPTER
+        and (inspect.isfunction(value) or inspect.isclass(value))
+        and getattr(value, "__module__", None) == module.__name__
+        and re.search(rf"\b{h}\(", code)
+    ]
     return (f"from {module.__name__} import {', '.join(helpers)}\n" if helpers else "") + code
 
 
@@ -70,20 +75,24 @@ def solved_copy(source: Path, target: Path) -> None:
                     cell.source = reference_code(meta["exercise"])
         else:
             notebook = nbformat.v4.new_notebook()
-            earlier = ("import solutions.model, solutions.training, solutions.decoding  # earlier parts and helpers\n"
-                       "for _module in (solutions.model, solutions.training, solutions.decoding):\n"
-                       "    globals().update({k: v for k, v in vars(_module).items() if not k.startswith('__')})\n")
+            earlier = (
+                "import solutions.model, solutions.training, solutions.decoding  # earlier parts and helpers\n"
+                "for _module in (solutions.model, solutions.training, solutions.decoding):\n"
+                "    globals().update({k: v for k, v in vars(_module).items() if not k.startswith('__')})\n"
+            )
             notebook.cells = [nbformat.v4.new_code_cell(SETUP + earlier)] + [
-                nbformat.v4.new_code_cell(reference_code(name)) for name in ch.exercises]
+                nbformat.v4.new_code_cell(reference_code(name)) for name in ch.exercises
+            ]
         nbformat.write(notebook, str(target / f"{ch.stem}.ipynb"))
 
 
 def cold_run(folder: Path, home: Path) -> tuple[float, dict]:
     env = {**os.environ, "WORKBOOK_HOME": str(home)}
     start = time.perf_counter()
-    command = [shutil.which("workbook")] if shutil.which("workbook") else [sys.executable, "-m", "checks.cli"]
-    proc = subprocess.run([*command, "check", "--dir", str(folder), "--json"], capture_output=True,
-                          text=True, env=env, timeout=600)
+    command = [shutil.which("workbook")] if shutil.which("workbook") else [sys.executable, "-m", "workbook.cli"]
+    proc = subprocess.run(
+        [*command, "check", "--dir", str(folder), "--json"], capture_output=True, text=True, env=env, timeout=600
+    )
     seconds = time.perf_counter() - start
     return seconds, json.loads(proc.stdout)
 
@@ -95,8 +104,10 @@ def main() -> None:
     args = parser.parse_args()
     source = Path(args.dir)
     found = [c.stem for c in CHAPTERS if (source / f"{c.stem}.ipynb").exists()]
-    print(f"{len(found)} of {len(CHAPTERS)} chapter notebooks found in {source}; {os.cpu_count()} CPU cores; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{len(found)} of {len(CHAPTERS)} chapter notebooks found in {source}; {os.cpu_count()} CPU cores; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         stubs = Path(tmp) / "stubs"
         shutil.copytree(source, stubs, ignore=shutil.ignore_patterns("solved", "__pycache__"))
@@ -110,18 +121,22 @@ def main() -> None:
                 inner.append(data["seconds"])
             s = data["summary"]
             per_chapter = {c["chapter"][:2]: c.get("seconds", 0.0) for c in data["chapters"]}
-            print(f"{label:>6}: median {statistics.median(times):5.2f} s wall (runs: "
-                  + ", ".join(f"{t:.2f}" for t in times) + f"; inside the command {statistics.median(inner):.2f} s)"
-                  f"  -> {s['passed']} passed, {s['failed']} failed, {s['not attempted']} not attempted, "
-                  f"{s['error']} not gradable of {s['total']}")
-            print("        per chapter process (s): "
-                  + " ".join(f"{k}:{v:.2f}" for k, v in per_chapter.items()))
+            print(
+                f"{label:>6}: median {statistics.median(times):5.2f} s wall (runs: "
+                + ", ".join(f"{t:.2f}" for t in times)
+                + f"; inside the command {statistics.median(inner):.2f} s)"
+                f"  -> {s['passed']} passed, {s['failed']} failed, {s['not attempted']} not attempted, "
+                f"{s['error']} not gradable of {s['total']}"
+            )
+            print("        per chapter process (s): " + " ".join(f"{k}:{v:.2f}" for k, v in per_chapter.items()))
             if label == "solved" and s["passed"] != s["total"]:
                 for c in data["chapters"]:
                     for e in c["exercises"]:
                         if e["state"] != "passed":
-                            print(f"        ! {c['chapter']} {e['exercise']}: {e['state']}: "
-                                  f"{(e['failures'] or [''])[0][:150]}")
+                            print(
+                                f"        ! {c['chapter']} {e['exercise']}: {e['state']}: "
+                                f"{(e['failures'] or [''])[0][:150]}"
+                            )
     print("target: under 15 s for a full grading of every chapter (issue #3)")
 
 

@@ -1,11 +1,12 @@
-"""The workbook's grader and command line.
+"""The workbook's grader: hidden tests that grade a learner's part against the reference.
 
-``check(obj)`` grades a learner's class or function against the reference in ``solutions`` with
-hidden tests, and says what is wrong and where to look (``checks.core``, ``checks.specs``,
-``checks.diagnoses``); ``checks.cli`` is the ``workbook`` command.
+``check(obj)`` (``checks.grade``) grades a class or function with its exercise's ladder
+(``checks.specs``, run by ``checks.core``) and says what is wrong and where to look
+(``checks.diagnoses``), in a worker process the learner's code cannot stop (``checks.worker``).
+The grader imports only the reference (``solutions``); the app (``workbook``) imports the grader.
 
     >>> from checks import check
-    >>> check(MultiHeadAttention)          # or check("MultiHeadAttention") in a notebook
+    >>> check(MultiHeadAttention)
 """
 
 __all__ = ["check", "CheckResult"]
@@ -14,8 +15,12 @@ __all__ = ["check", "CheckResult"]
 def __getattr__(name: str):
     """``check`` and ``CheckResult`` load torch and the specs only when first used, so that commands
     and nbgrader hooks that never grade (``workbook status``, the metadata guard) start quickly."""
-    if name in __all__:
-        from . import core
+    if name == "check":
+        from .grade import check
 
-        return getattr(core, name)
+        return check
+    if name == "CheckResult":
+        from .core import CheckResult
+
+        return CheckResult
     raise AttributeError(f"module 'checks' has no attribute {name!r}")

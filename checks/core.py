@@ -1,22 +1,21 @@
-"""The checker's engine: the result type, the ladder runner, time limits, and rendering.
+"""The checker's engine: what a test raises, the result, calling learner code safely, the ladder.
 
-``check(obj)`` finds the exercise's spec (``checks.specs``), builds a :class:`Ctx`, and runs the
-spec's tests layer by layer, cheapest first::
+``checks.grade.check(obj)`` finds the exercise's spec (``checks.specs``) and hands it to
+:func:`run_spec`, which runs the spec's tests layer by layer, cheapest first::
 
     interface -> shapes -> numbers -> properties -> hygiene -> (your own parts)
 
 It stops at the first layer with a failure, so the first message is about the real cause. Every
 call into learner code goes through :func:`learner_call`, which turns whatever the learner's code
-does (raise, ``sys.exit``, run out of memory, hang, print a lot) into a beginner's message that
-points at the learner's own line. Nothing the learner's code does can make ``check`` raise, except
-a real Ctrl-C / kernel interrupt from the user.
+does (raise, ``sys.exit``, run out of memory, print a lot) into a beginner's message that points at
+the learner's own line. This module imports no spec: the specs import it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import html
-import importlib
 import inspect
 import io
 import linecache
@@ -27,8 +26,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -95,6 +95,7 @@ class CheckResult:
     tests: list[TestRow] = field(default_factory=list)
     seconds: float = 0.0
     output: str = ""  # what the learner's code printed while being checked (truncated)
+    notes: list[str] = field(default_factory=list)  # said beside the verdict (a thread left running...)
 
     __test__ = False  # not a pytest test class
 
@@ -115,7 +116,22 @@ class CheckResult:
             "tests": [row._asdict() for row in self.tests],
             "seconds": round(self.seconds, 4),
             "output": self.output,
+            "notes": list(self.notes),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CheckResult:
+        """The result ``to_dict`` described (as it comes back from a grading process)."""
+        return cls(
+            data["exercise"],
+            data["state"],
+            list(data.get("failures", [])),
+            list(data.get("diagnoses", [])),
+            [TestRow(**row) for row in data.get("tests", [])],
+            float(data.get("seconds", 0.0)),
+            data.get("output", ""),
+            list(data.get("notes", [])),
+        )
 
     # ---------------------------------------------------------------- plain text (terminal)
     def __str__(self) -> str:
@@ -132,6 +148,7 @@ class CheckResult:
             lines.extend("  " + part for f in self.failures for part in f.splitlines())
         if self.state == "passed":
             lines.append("  All checks passed. Well done!")
+        lines.extend("  Note: " + note for note in self.notes)
         if self.output:
             lines.append("  Your code printed (while being checked):")
             lines.extend("    " + part for part in self.output.splitlines()[:20])
@@ -172,6 +189,7 @@ class CheckResult:
             parts.append("</table>")
         if self.failures and not any(r.status == "failed" for r in self.tests):
             parts.extend(f'<div style="margin-top:4px">{esc(f)}</div>'.replace("\n", "<br>") for f in self.failures)
+        parts.extend(f'<div style="margin-top:4px">Note: {esc(note)}</div>' for note in self.notes)
         if self.output:
             parts.append(
                 '<details><summary>What your code printed</summary><pre style="font-size:12px">'
@@ -232,8 +250,9 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError):
         return True
     msg = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in msg or "not enough memory" in msg
-                                              or "can't allocate memory" in msg)
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in msg or "not enough memory" in msg or "can't allocate memory" in msg
+    )
 
 
 def describe_learner_exception(exc: BaseException, what: str) -> str:
@@ -242,9 +261,11 @@ def describe_learner_exception(exc: BaseException, what: str) -> str:
     if isinstance(exc, SystemExit):
         head = f"{what} called sys.exit() (or exit()/quit()), which would stop the whole program."
     elif _is_out_of_memory(exc):
-        head = (f"{what} ran out of memory ({type(exc).__name__}). Something builds a tensor far "
-                "bigger than needed: check the shapes you create (for example a [max_len, max_len] "
-                "table per batch, or a loop that keeps growing a list).")
+        head = (
+            f"{what} ran out of memory ({type(exc).__name__}). Something builds a tensor far "
+            "bigger than needed: check the shapes you create (for example a [max_len, max_len] "
+            "table per batch, or a loop that keeps growing a list)."
+        )
     elif isinstance(exc, KeyboardInterrupt):
         head = f"{what} raised KeyboardInterrupt."
     else:
@@ -454,6 +475,68 @@ def learner_parts(obj: Any, exercise: str, references: dict[str, Any]) -> dict[s
     return parts
 
 
+def _tolerant_call(signature: inspect.Signature, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Drop the arguments ``signature`` has no place for (extra positionals, unknown keywords)."""
+    params = list(signature.parameters.values())
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return args, kwargs
+    positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        kwargs = {k: v for k, v in kwargs.items() if k in signature.parameters}
+    return args[:positional], kwargs
+
+
+@functools.cache
+def tolerant(reference: Any) -> Any:
+    """The reference, willing to be called the way a learner's own version is called.
+
+    The contract lets a learner give their parts extra optional arguments (``dropout=p``, ``eps=...``)
+    and call them so from their other parts. While one exercise is graded against reference
+    sub-parts, those calls reach the reference, which does not know the extra arguments: it drops them
+    (the learner's own part is graded with them, by its own check and the "own parts" test).
+    """
+    if inspect.isclass(reference):
+        init_sig = inspect.signature(reference.__init__)
+        forward = getattr(reference, "forward", None)
+        forward_sig = inspect.signature(forward) if callable(forward) else None
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            a, k = _tolerant_call(init_sig, (self, *args), kwargs)
+            reference.__init__(*a, **k)
+
+        namespace: dict[str, Any] = {
+            "__init__": __init__,
+            "__module__": reference.__module__,
+            "__qualname__": reference.__qualname__,
+            "__doc__": reference.__doc__,
+            "reference_of": reference,
+        }
+        if forward_sig is not None:
+
+            def forward(self, *args: Any, **kwargs: Any) -> Any:
+                a, k = _tolerant_call(forward_sig, (self, *args), kwargs)
+                return reference.forward(*a, **k)
+
+            namespace["forward"] = forward
+        return type(reference.__name__, (reference,), namespace)
+    if callable(reference):
+        signature = inspect.signature(reference)
+
+        @functools.wraps(reference)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            a, k = _tolerant_call(signature, args, kwargs)
+            return reference(*a, **k)
+
+        call.reference_of = reference  # type: ignore[attr-defined]
+        return call
+    return reference
+
+
+def reference_of(obj: Any) -> Any:
+    """The reference behind a :func:`tolerant` stand-in (``obj`` itself otherwise)."""
+    return vars(obj).get("reference_of", obj) if hasattr(obj, "__dict__") else obj
+
+
 @contextlib.contextmanager
 def swapped_globals(namespace: dict | None, replacements: dict[str, Any]) -> Iterator[None]:
     """Temporarily bind ``replacements`` in ``namespace``; always restores the learner's objects."""
@@ -516,12 +599,13 @@ def run_spec(spec: Spec, obj: Any, references: dict[str, Any]) -> CheckResult:
         return True
 
     try:
-        with swapped_globals(namespace, {n: references[n] for n in parts}):
+        with swapped_globals(namespace, {n: tolerant(references[n]) for n in parts}):
             for layer in LAYERS:
                 tests = spec.layers[layer]
                 if stopped:
-                    result.tests.extend(TestRow(_row_name(layer, fn), "skipped", "an earlier layer failed")
-                                        for fn in tests)
+                    result.tests.extend(
+                        TestRow(_row_name(layer, fn), "skipped", "an earlier layer failed") for fn in tests
+                    )
                     continue
                 ok = [run_one(_row_name(layer, fn), fn) for fn in tests]
                 stopped = not all(ok)
@@ -563,7 +647,9 @@ def _probe_stub_methods(cls: type) -> None:
             params = list(inspect.signature(method).parameters.values())[1:]
         except (TypeError, ValueError):
             continue
-        required = [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        required = [
+            p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
         try:
             bare = object.__new__(cls)
             method(bare, *[None] * len(required))
@@ -573,142 +659,3 @@ def _probe_stub_methods(cls: type) -> None:
             raise
         except BaseException:  # noqa: BLE001 - real code choking on the Nones: not a stub
             continue
-
-
-def _resolve(obj: Any, exercise: str | None) -> tuple[str, Any, CheckResult | None]:
-    """Find the exercise name and the object; a result right away when there is nothing to grade."""
-    if isinstance(obj, str):
-        name = exercise or obj
-        namespace = vars(sys.modules["__main__"])
-        if obj not in namespace:
-            return name, None, CheckResult(name, "not attempted", failures=[
-                f"`{obj}` is not defined yet: write it (or run the cell that defines it), then check again."])
-        obj = namespace[obj]
-    if isinstance(obj, torch.nn.Module):
-        obj = type(obj)  # grade the class, never the learner's own instance
-    name = exercise or getattr(obj, "__name__", None) or ""
-    if obj is None:
-        return name or "?", None, CheckResult(name or "?", "not attempted", failures=[
-            f"`{name}` is None: write it, then check again."])
-    return name, obj, None
-
-
-def _record(result: CheckResult) -> None:
-    """Tell progress tracking (``checks.progress.record_check``, when present) about a graded exercise."""
-    from .chapters import EXERCISE_TO_CHAPTER
-
-    if result.exercise not in EXERCISE_TO_CHAPTER:
-        return
-    try:
-        progress = importlib.import_module("checks.progress")
-        record = getattr(progress, "record_check", None)
-        if callable(record):
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                record(result.exercise, result.state)
-    except BaseException:  # noqa: BLE001 - progress tracking must never break a check
-        pass
-
-
-@contextlib.contextmanager
-def _torch_settings_kept() -> Iterator[None]:
-    """Grade with one intra-op thread (tiny tensors: many times faster than a contended pool), and
-    give back the thread count and default dtype as they were, whatever the learner's code set."""
-    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.set_default_dtype(dtype)
-
-
-def _grade(name: str, obj: Any, limit: float) -> CheckResult:
-    from .specs import REFERENCES, SPECS
-
-    spec = SPECS.get(name)
-    if spec is None:
-        known = ", ".join(SPECS)
-        return CheckResult(name or "?", "failed", failures=[
-            f"There is no exercise called {name!r}. Pass exercise='...' with one of: {known}."])
-    buffer = _CappedBuffer()
-    try:
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(contextlib.redirect_stdout(buffer))
-            stack.enter_context(contextlib.redirect_stderr(buffer))
-            stack.enter_context(torch.random.fork_rng(devices=[]))
-            stack.enter_context(torch.enable_grad())
-            stack.enter_context(_torch_settings_kept())
-            stack.enter_context(time_limit(limit))
-            result = run_spec(spec, obj, REFERENCES)
-    except TimeLimit as stop:
-        where = describe_location(learner_frame(stop))
-        result = CheckResult(name, "failed", failures=[
-            f"{name} took longer than {limit:g} s to check, so it was stopped. Look for a loop that "
-            "never ends (a `while` whose condition never becomes False) or work that grows far too "
-            "fast with the input size." + (f"\n  It was running {where}" if where else "")],
-            diagnoses=["too_slow"])
-    result.output = buffer.getvalue()
-    return result
-
-
-def check(obj: Any, exercise: str | None = None, *, time_limit: float | None = None) -> CheckResult:
-    """Grade ``obj`` (a class, function, instance, or the name of one in the notebook) against the
-    reference. Never raises because of learner code; never changes the learner's object.
-
-    ``exercise`` defaults to ``obj.__name__``; ``time_limit`` (seconds) defaults to 10.
-    """
-    start = time.perf_counter()
-    limit = DEFAULT_TIME_LIMIT if time_limit is None else float(time_limit)
-    name = exercise or "?"
-    try:
-        with real_interrupts_marked():
-            name, obj, early = _resolve(obj, exercise)
-            if early is not None:
-                result = early
-            elif threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
-                result = _grade(name, obj, limit)
-            else:
-                result = _grade_in_worker(name, obj, limit)
-    except KeyboardInterrupt:
-        if _interrupted.is_set():
-            raise
-        result = CheckResult(name, "failed", failures=["Your code raised KeyboardInterrupt."])
-    except BaseException as exc:  # noqa: BLE001 - a checker bug must not crash the notebook
-        result = CheckResult(name, "failed", failures=[
-            "The checker itself ran into a problem while grading this (not necessarily your fault): "
-            f"{type(exc).__name__}: {_shorten(exc)}"])
-    result.seconds = time.perf_counter() - start
-    _record(result)
-    return result
-
-
-def _grade_in_worker(name: str, obj: Any, limit: float) -> CheckResult:
-    """Outside the main thread there is no SIGALRM: grade in a daemon thread and stop waiting."""
-    box: dict[str, CheckResult] = {}
-
-    def work() -> None:
-        try:
-            box["result"] = _grade(name, obj, limit)
-        except BaseException as exc:  # noqa: BLE001
-            box["result"] = CheckResult(name, "failed", failures=[describe_learner_exception(exc, name)])
-
-    worker = threading.Thread(target=work, name=f"check-{name}", daemon=True)
-    worker.start()
-    worker.join(limit)
-    if worker.is_alive():
-        _stop_thread(worker)
-        return CheckResult(name, "failed", failures=[
-            f"{name} took longer than {limit:g} s to check, so the checker stopped waiting. Look for a "
-            "loop that never ends."], diagnoses=["too_slow"])
-    return box["result"]
-
-
-def _stop_thread(thread: threading.Thread) -> None:
-    """Ask CPython to raise TimeLimit inside ``thread`` (it takes effect at its next Python bytecode),
-    so an abandoned check stops soon and gives back the redirected output streams."""
-    try:
-        import ctypes
-
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(TimeLimit))
-    except Exception:  # noqa: BLE001 - not CPython: the daemon thread simply runs to its end
-        pass

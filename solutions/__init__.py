@@ -1,4 +1,4 @@
-"""The reference implementation of every exercise in the workbook (see API.md).
+"""The reference implementation of every exercise in the workbook (see CONTRACT.md).
 
 ``from solutions import MultiHeadAttention`` (or any other exercise name) gives the reference.
 """

@@ -64,10 +64,18 @@ def train_copy_task(config: CopyTaskConfig | None = None, progress: bool = True)
     config = config or CopyTaskConfig()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = Transformer(config.vocab_size, config.vocab_size, d_model=config.d_model,
-                        num_layers=config.num_layers, num_heads=config.num_heads, d_ff=config.d_ff,
-                        dropout=config.dropout, max_seq_length=config.seq_len + 2, pad_idx=PAD,
-                        share_embeddings=True)
+    model = Transformer(
+        config.vocab_size,
+        config.vocab_size,
+        d_model=config.d_model,
+        num_layers=config.num_layers,
+        num_heads=config.num_heads,
+        d_ff=config.d_ff,
+        dropout=config.dropout,
+        max_seq_length=config.seq_len + 2,
+        pad_idx=PAD,
+        share_embeddings=True,
+    )
     optimizer = torch.optim.Adam(model.parameters(), betas=(0.9, 0.98), eps=1e-9)
     scheduler = TransformerLRScheduler(optimizer, config.d_model, config.warmup_steps, config.lr_factor)
     criterion = LabelSmoothingLoss(config.smoothing, ignore_index=PAD)

@@ -83,8 +83,9 @@ def beam_search(
 
     while beams.size(1) < max_len and len(finished) < beam_size:
         k = beams.size(0)
-        logits = _next_token_logits(model, beams, memory.expand(k, -1, -1), src.expand(k, -1),
-                                    src_mask.expand(k, -1, -1, -1), pad_idx)
+        logits = _next_token_logits(
+            model, beams, memory.expand(k, -1, -1), src.expand(k, -1), src_mask.expand(k, -1, -1, -1), pad_idx
+        )
         log_probs = torch.log_softmax(logits.float(), dim=-1)  # [k, V]
         candidates = (scores.unsqueeze(1) + log_probs).flatten()  # [k * V]
         top_scores, top_ids = candidates.topk(min(2 * beam_size, candidates.numel()))
@@ -106,6 +107,7 @@ def beam_search(
         scores = torch.tensor(next_scores, device=src.device)
 
     if not finished:  # nothing ended before max_len: take the best unfinished hypothesis
-        finished = [(length_penalty_score(s, beams.size(1) - 1, length_penalty), b)
-                    for s, b in zip(scores.tolist(), beams)]
+        finished = [
+            (length_penalty_score(s, beams.size(1) - 1, length_penalty), b) for s, b in zip(scores.tolist(), beams)
+        ]
     return max(finished, key=lambda pair: pair[0])[1]

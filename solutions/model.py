@@ -1,7 +1,7 @@
 """The Transformer of "Attention Is All You Need" (Vaswani et al., 2017), one piece per paper section.
 
 Read it top to bottom: every class is small, typed, and says which section of the paper it implements
-and what shapes go in and out. Conventions (see ``API.md``):
+and what shapes go in and out. Conventions (see ``CONTRACT.md``):
 
 * batch first: ``B`` batch, ``S`` source length, ``T`` target length, ``d`` = ``d_model``,
   ``h`` = ``num_heads``, ``d_k = d_model // num_heads``, ``V`` vocabulary size;
@@ -15,7 +15,6 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 
 # --------------------------------------------------------------------------------------------------
@@ -231,9 +230,7 @@ class Encoder(nn.Module):
         self.embedding = TokenEmbedding(vocab_size, d_model)
         self.positional_encoding = PositionalEncoding(d_model, max_seq_length)
         self.dropout = nn.Dropout(dropout)
-        self.layers = nn.ModuleList(
-            [EncoderLayer(d_model, num_heads, d_ff, dropout) for _ in range(num_layers)]
-        )
+        self.layers = nn.ModuleList([EncoderLayer(d_model, num_heads, d_ff, dropout) for _ in range(num_layers)])
 
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = self.dropout(self.positional_encoding(self.embedding(src)))
@@ -261,9 +258,7 @@ def create_future_mask(size: int, device: torch.device | str | None = None) -> t
     return torch.tril(torch.ones(size, size, dtype=torch.bool, device=device))[None, None]
 
 
-def create_masks(
-    src: torch.Tensor, tgt: torch.Tensor, pad_idx: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
+def create_masks(src: torch.Tensor, tgt: torch.Tensor, pad_idx: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """The two masks a Transformer needs.
 
     Shapes: ``src`` [B, S], ``tgt`` [B, T] -> ``src_mask`` bool [B, 1, 1, S],
@@ -325,9 +320,7 @@ class Decoder(nn.Module):
         self.embedding = TokenEmbedding(vocab_size, d_model)
         self.positional_encoding = PositionalEncoding(d_model, max_seq_length)
         self.dropout = nn.Dropout(dropout)
-        self.layers = nn.ModuleList(
-            [DecoderLayer(d_model, num_heads, d_ff, dropout) for _ in range(num_layers)]
-        )
+        self.layers = nn.ModuleList([DecoderLayer(d_model, num_heads, d_ff, dropout) for _ in range(num_layers)])
 
     def forward(
         self,
@@ -375,8 +368,14 @@ class Transformer(nn.Module):
                 f"src_vocab_size={src_vocab_size} and tgt_vocab_size={tgt_vocab_size}."
             )
         self.pad_idx = pad_idx
-        sizes = dict(d_model=d_model, num_layers=num_layers, num_heads=num_heads, d_ff=d_ff,
-                     dropout=dropout, max_seq_length=max_seq_length)
+        sizes = dict(
+            d_model=d_model,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            d_ff=d_ff,
+            dropout=dropout,
+            max_seq_length=max_seq_length,
+        )
         self.encoder = Encoder(src_vocab_size, **sizes)
         self.decoder = Decoder(tgt_vocab_size, **sizes)
         self.generator = nn.Linear(d_model, tgt_vocab_size)

@@ -54,8 +54,12 @@ class TransformerLRScheduler:
 
     def state_dict(self) -> dict:
         """What a checkpoint needs to resume the schedule."""
-        return {"step_num": self.step_num, "d_model": self.d_model,
-                "warmup_steps": self.warmup_steps, "factor": self.factor}
+        return {
+            "step_num": self.step_num,
+            "d_model": self.d_model,
+            "warmup_steps": self.warmup_steps,
+            "factor": self.factor,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.__dict__.update(state)

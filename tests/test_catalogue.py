@@ -18,11 +18,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from catalogue import Entry, load  # noqa: E402
+from catalogue import Entry, load
 
-from checks import check  # noqa: E402
-from checks.chapters import EXERCISE_TO_CHAPTER  # noqa: E402
-from checks.diagnoses import DIAGNOSES  # noqa: E402
+from checks import check
+from checks.diagnoses import DIAGNOSES
+from workbook.chapters import EXERCISE_TO_CHAPTER
 
 BUGGY, CORRECT = load()
 _RESULTS: dict[str, object] = {}
@@ -61,9 +61,11 @@ def test_at_least_90_percent_of_bugs_get_their_diagnosis() -> None:
     for entry in BUGGY:
         result = grade(entry)
         if entry.diagnosis not in result.diagnoses:
-            missed.append(f"  {entry.id}: expected {entry.diagnosis!r} ({entry.description}); "
-                          f"got {result.state}, diagnoses={result.diagnoses}, "
-                          f"first message={result.failures[:1]}")
+            missed.append(
+                f"  {entry.id}: expected {entry.diagnosis!r} ({entry.description}); "
+                f"got {result.state}, diagnoses={result.diagnoses}, "
+                f"first message={result.failures[:1]}"
+            )
     share = 1 - len(missed) / len(BUGGY)
     print(f"\n{len(BUGGY) - len(missed)}/{len(BUGGY)} bugs diagnosed ({share:.0%}); missed:\n" + "\n".join(missed))
     assert share >= 0.9, f"only {share:.0%} of the bugs carry their diagnosis; missed:\n" + "\n".join(missed)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-from checks import notebooks
-from checks.chapters import chapter
 from test_chapters import outputs_text
+
+from workbook import notebooks
+from workbook.chapters import chapter
 
 REPO = Path(__file__).resolve().parents[1]
 STEM = "12_training_a_translator"
@@ -53,7 +53,7 @@ def assert_the_run_shows_its_results(nb, parts_yours: int | None = None) -> None
     assert last < first / 2, run[-1000:]  # the loss fell, from about log 300 = 5.7
     assert "validation loss" in run
 
-    assert images(cell_with(nb, "ax.set_yscale(\"log\")")) == 1  # the loss curve
+    assert images(cell_with(nb, 'ax.set_yscale("log")')) == 1  # the loss curve
 
     translations = outputs_text(cell_with(nb, "result.examples[:8]"))
     assert translations.count("->") == 8 and "✓" in translations
@@ -83,17 +83,27 @@ def test_the_multi30k_run_is_off_by_default(variant):
     nb = notebooks.make_notebook(notebooks.load_source(STEM), variant)
     cell = cell_with(nb, "RUN_MULTI30K = ")
     tree = ast.parse(cell.source)
-    flags = {node.targets[0].id: node.value.value for node in tree.body
-             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)}
+    flags = {
+        node.targets[0].id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+    }
     assert flags["RUN_MULTI30K"] is False and flags["RESUME"] is False
     # every call that trains, downloads or loads is inside `if RUN_MULTI30K:`
-    guarded = [node for node in tree.body if isinstance(node, ast.If) and getattr(node.test, "id", None) == "RUN_MULTI30K"]
+    guarded = [
+        node for node in tree.body if isinstance(node, ast.If) and getattr(node.test, "id", None) == "RUN_MULTI30K"
+    ]
     assert len(guarded) == 1
-    top_level_calls = {getattr(n.func, "id", getattr(n.func, "attr", None))
-                       for stmt in tree.body if stmt is not guarded[0] for n in ast.walk(stmt) if isinstance(n, ast.Call)}
+    top_level_calls = {
+        getattr(n.func, "id", getattr(n.func, "attr", None))
+        for stmt in tree.body
+        if stmt is not guarded[0]
+        for n in ast.walk(stmt)
+        if isinstance(n, ast.Call)
+    }
     assert not top_level_calls & {"train", "load_translator", "load_corpus", "attention_figure", "mount"}
     inside = ast.get_source_segment(cell.source, guarded[0])
-    assert "train(long_run, resume=RESUME)" in inside and 'PRESETS["multi30k"]' in inside
+    assert "train(long_run, resume=RESUME, parts=assembly)" in inside and 'PRESETS["multi30k"]' in inside
     # the quick run is sized for a CPU minute and needs no download
     quick = cell_with(nb, "result = train(quick").source
     assert 'dataset="numbers"' in quick and "steps=600" in quick

@@ -2,7 +2,7 @@
 
 The generic rules (header, hints, FAQ, doc links, notebooks executing in a kernel) are tested for every
 chapter in ``tests/test_chapters.py``. Here, each chapter's solved cells run in-process, exactly as the
-generator builds them (``checks.notebooks.build_cells(..., "solved")``), and the claims the prose makes
+generator builds them (``workbook.notebooks.build_cells(..., "solved")``), and the claims the prose makes
 about the figures and printouts are asserted on the values the cells computed: the residual keeps the
 input, the future mask stops leaks, the parameter count matches the hand count of the table, token
 budgets cut padding, greedy fails where beam search succeeds on the hand-built model, and so on.
@@ -14,14 +14,14 @@ from __future__ import annotations
 import math
 import warnings
 
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import pytest
+import torch
 
-from checks import notebooks  # noqa: E402
+from workbook import notebooks
 
 # Markers of the cells that train a model or use the trained one (skipped in the fast tests).
 TRAINING_CELLS = ("train_copy_task(", "CopyTaskConfig(", "exact_match(", "greedy_out")
@@ -44,11 +44,11 @@ def run_solved_cells(stem: str, skip_training: bool = True) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Agg's "non-interactive, cannot show"
             if cell.role == "check":
-                result = eval(cell.source, namespace)  # noqa: S307 - our own generated cell
+                result = eval(cell.source, namespace)
                 assert result.passed, f"{stem}: {cell.source} failed on the reference: {result.failures}"
                 checks_passed.append(cell.exercise)
             else:
-                exec(compile(cell.source, f"{stem}:{cell.role}", "exec"), namespace)  # noqa: S102
+                exec(compile(cell.source, f"{stem}:{cell.role}", "exec"), namespace)
         plt.close("all")
     assert checks_passed == list(notebooks.chapter(stem).exercises)
     return namespace

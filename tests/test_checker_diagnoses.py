@@ -34,11 +34,11 @@ greedy_no_early_stop greedy_no_padding_after_end greedy_uses_first_position gree
 greedy_wrong_masks beam_no_length_penalty beam_wrong_length_penalty beam_returns_first_finished
 beam_not_greedy_at_one inplace_input_modification float64_fails device_not_kept returns_wrong_type nan_or_inf""".split()
 
+
 @pytest.fixture(autouse=True)
 def _private_progress_file(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """check() records progress (checks.progress): keep it out of the real home folder."""
+    """check() records progress (workbook.progress): keep it out of the real home folder."""
     monkeypatch.setenv("WORKBOOK_HOME", str(tmp_path / "workbook-home"))
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -91,9 +91,10 @@ class MHANoOutput(nn.Module):
 
     def forward(self, query, key, value, mask=None):
         b = query.size(0)
-        split = lambda x: x.view(b, -1, self.h, self.d_k).transpose(1, 2)  # noqa: E731
+        split = lambda x: x.view(b, -1, self.h, self.d_k).transpose(1, 2)
         out, self.attention_weights = solutions.scaled_dot_product_attention(
-            split(self.W_q(query)), split(self.W_k(key)), split(self.W_v(value)), mask)
+            split(self.W_q(query)), split(self.W_k(key)), split(self.W_v(value)), mask
+        )
         return out.transpose(1, 2).reshape(b, -1, self.h * self.d_k)
 
 
@@ -117,8 +118,7 @@ class DropoutAfterResidual(solutions.EncoderLayer):
 
 
 class SharedLayersEncoder(solutions.Encoder):
-    def __init__(self, vocab_size, d_model=512, num_layers=6, num_heads=8, d_ff=2048, dropout=0.1,
-                 max_seq_length=5000):
+    def __init__(self, vocab_size, d_model=512, num_layers=6, num_heads=8, d_ff=2048, dropout=0.1, max_seq_length=5000):
         super().__init__(vocab_size, d_model, num_layers, num_heads, d_ff, dropout, max_seq_length)
         layer = solutions.EncoderLayer(d_model, num_heads, d_ff, dropout)
         self.layers = nn.ModuleList([layer] * num_layers)
@@ -157,8 +157,9 @@ class LossCountsPadding(nn.Module):
         self.smoothing = smoothing
 
     def forward(self, logits, target):
-        return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1),
-                                           label_smoothing=self.smoothing)
+        return nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), target.reshape(-1), label_smoothing=self.smoothing
+        )
 
 
 @torch.no_grad()

@@ -20,11 +20,11 @@ import torch.nn as nn
 import solutions
 from checks import check
 
+
 @pytest.fixture(autouse=True)
 def _private_progress_file(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """check() records progress (checks.progress): keep it out of the real home folder."""
+    """check() records progress (workbook.progress): keep it out of the real home folder."""
     monkeypatch.setenv("WORKBOOK_HOME", str(tmp_path / "workbook-home"))
-
 
 
 class RaisingFFN(solutions.FeedForwardNetwork):
@@ -62,17 +62,17 @@ def test_an_endless_loop_hits_the_time_limit() -> None:
 
 def test_an_endless_loop_that_swallows_exceptions_still_stops() -> None:
     def stubborn_softmax(x, dim=-1):
-        deadline = time.perf_counter() + 3.0
+        deadline = time.perf_counter() + 10.0
         while time.perf_counter() < deadline:
             try:
                 time.sleep(0.01)
-            except Exception:  # the time limit is not an Exception: this cannot swallow it
+            except Exception:  # noqa: BLE001 - the time limit is not an Exception: this cannot swallow it
                 pass
         return torch.softmax(x, dim)
 
     start = time.perf_counter()
     result = check(stubborn_softmax, "softmax", time_limit=0.5)
-    assert time.perf_counter() - start < 2.5
+    assert time.perf_counter() - start < 6  # stopped at 0.5 s, not after the loop's 10 s (margin: a busy machine)
     assert result.state == "failed" and "longer than" in result.failures[0]
 
 
@@ -250,7 +250,7 @@ def test_a_module_with_a_broken_state_dict_is_a_failure() -> None:
     assert result.state == "failed" and "ValueError" in result.failures[0]
 
 
-HANGING_LAYER_NOTEBOOK = '''
+HANGING_LAYER_NOTEBOOK = """
 from solutions import FeedForwardNetwork, LayerNorm
 
 class MultiHeadAttention(nn.Module):
@@ -269,7 +269,7 @@ class EncoderLayer(nn.Module):
     def forward(self, x, mask=None):
         while True:
             pass
-'''
+"""
 
 
 def test_the_learners_names_are_restored_after_a_timeout() -> None:
@@ -285,17 +285,19 @@ def test_the_learners_names_are_restored_after_a_timeout() -> None:
     assert module.MultiHeadAttention is own
 
 
-def test_progress_is_recorded_and_a_broken_progress_module_changes_nothing(monkeypatch, tmp_path) -> None:
-    import checks.progress as progress
+def test_the_notebook_check_records_progress_and_says_when_it_cannot(monkeypatch, tmp_path, capsys) -> None:
+    import workbook
+    import workbook.progress as progress
 
-    assert check(solutions.LayerNorm).passed
+    assert workbook.check(solutions.LayerNorm).passed
     assert progress.load().get("LayerNorm")["state"] == "passed"
 
     def broken(exercise, state):
         raise OSError("disk full")
 
     monkeypatch.setattr(progress, "record_check", broken)
-    assert check(solutions.LayerNorm).state == "passed"
+    assert workbook.check(solutions.LayerNorm).state == "passed"  # the verdict is kept...
+    assert "disk full" in capsys.readouterr().err  # ...and the lost record is not silent
 
 
 def test_in_a_real_notebook_kernel(tmp_path) -> None:
@@ -304,20 +306,22 @@ def test_in_a_real_notebook_kernel(tmp_path) -> None:
     from nbclient import NotebookClient
 
     cells = [
-        "import os\nos.environ['WORKBOOK_HOME'] = " + repr(str(tmp_path)) +
-        "\nimport torch, torch.nn as nn\nfrom checks import check\nimport solutions",
+        "import os\nos.environ['WORKBOOK_HOME'] = "
+        + repr(str(tmp_path))
+        + "\nimport torch, torch.nn as nn\nfrom checks import check\nimport solutions",
         "class LayerNorm(solutions.LayerNorm):\n    def forward(self, x):\n        while True:\n            pass",
         "r = check(LayerNorm, time_limit=1.0)\nprint(r.state, '|', r.failures[0])",
         "class FeedForwardNetwork(nn.Module):\n    def __init__(self, d_model, d_ff):\n        super().__init__()\n"
         "        raise NotImplementedError('Exercise')",
         "print(check('FeedForwardNetwork').state, '|', check('MultiHeadAttention').state)",
-        "def softmax(x, dim=-1):\n    e = (x - x.max(dim, keepdim=True).values).exp()\n    return e / e.sum(dim, keepdim=True)\n"
+        "def softmax(x, dim=-1):\n    e = (x - x.max(dim, keepdim=True).values).exp()\n"
+        "    return e / e.sum(dim, keepdim=True)\n"
         "check(softmax)",
     ]
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
     NotebookClient(nb, timeout=120, kernel_name="python3").execute()
-    assert nb.cells[2].outputs[0]["text"].startswith("failed | LayerNorm took longer than 1 s")
+    assert nb.cells[2].outputs[0]["text"].startswith("failed | LayerNorm timed out: it took longer than 1 s")
     assert nb.cells[4].outputs[0]["text"].strip() == "not attempted | not attempted"
     shown = nb.cells[5].outputs[0]["data"]
     assert "softmax: ✔ passed" in shown["text/html"] and "<table" in shown["text/html"]

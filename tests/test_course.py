@@ -18,16 +18,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from checks.chapters import chapter
-from checks.cli import main as workbook
-from checks.course import (
+from workbook.chapters import chapter
+from workbook.cli import main as workbook
+from workbook.course import (
     BEGIN_HIDDEN,
     END_HIDDEN,
     assert_passes,
-    source_notebook,
     grade_cell_id,
+    source_notebook,
 )
-from checks.notebooks import CHAPTERS_DIR, available_chapters, learner_notebook_text, load_source, make_notebook
+from workbook.notebooks import CHAPTERS_DIR, available_chapters, learner_notebook_text, load_source, make_notebook
 
 # The chapters of the course: with a source and exercises (chapter 12, the training run, has none).
 AVAILABLE = [ch.stem for ch in available_chapters() if ch.exercises]
@@ -37,16 +37,21 @@ BUGS = {
     "00_introduction": ("softmax", "shifted = x - x.amax(dim=dim, keepdim=True)", "shifted = x"),
     "03_attention": ("scaled_dot_product_attention", " / math.sqrt(d_k)", ""),
     "06_layer_norm": ("LayerNorm", "correction=0", "correction=1"),
-    "07_encoder": ("Encoder", "self.dropout(self.positional_encoding(self.embedding(src)))",
-                   "self.dropout(self.embedding(src))"),
+    "07_encoder": (
+        "Encoder",
+        "self.dropout(self.positional_encoding(self.embedding(src)))",
+        "self.dropout(self.embedding(src))",
+    ),
     "10_training": ("LabelSmoothingLoss", "return loss[keep].mean()", "return loss.mean()"),
 }
 # The end-to-end matrix: at least three chapters, and the two-exercise ones when they exist.
 # The whole matrix of submissions for five chapters (about a minute each); three of them (a function,
 # a module, a composite of modules) in the default suite, all five with -m slow.
-E2E_CHAPTERS = [s if s in ("03_attention", "06_layer_norm", "07_encoder") else pytest.param(s, marks=pytest.mark.slow)
-                for s in ("00_introduction", "03_attention", "06_layer_norm", "07_encoder", "10_training")
-                if s in AVAILABLE]
+E2E_CHAPTERS = [
+    s if s in ("03_attention", "06_layer_norm", "07_encoder") else pytest.param(s, marks=pytest.mark.slow)
+    for s in ("00_introduction", "03_attention", "06_layer_norm", "07_encoder", "10_training")
+    if s in AVAILABLE
+]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -54,14 +59,16 @@ E2E_CHAPTERS = [s if s in ("03_attention", "06_layer_norm", "07_encoder") else p
 # --------------------------------------------------------------------------------------------------
 def nbgrader(course: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run the nbgrader command line in the course folder, as a teacher does."""
-    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args], cwd=course, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def without_solution_markers(text: str) -> str:
     """An exercise cell of the source notebook as a student who solved it would have it."""
-    return "\n".join(line for line in text.split("\n") if "### BEGIN SOLUTION" not in line
-                     and "### END SOLUTION" not in line)
+    return "\n".join(
+        line for line in text.split("\n") if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line
+    )
 
 
 def hidden_lines(nb: nbformat.NotebookNode) -> list[str]:
@@ -149,7 +156,7 @@ def assert_no_hidden_code(page: Path, source: nbformat.NotebookNode) -> None:
     raw, text = page.read_text(encoding="utf-8"), page_text(page)
     for line in hidden_lines(source):
         assert line not in text and line not in raw, f"{page.name} shows hidden test code: {line!r}"
-    for word in ("HIDDEN TESTS", "assert_passes", "checks/course.py", "checks.course"):
+    for word in ("HIDDEN TESTS", "assert_passes", "workbook/course.py", "workbook.course"):
         assert word not in text, f"{page.name} shows {word!r}"  # (a student's own traceback may show)
 
 
@@ -168,7 +175,7 @@ def test_workbook_course_writes_config_and_every_chapter(tmp_path, capsys):
     config = (course / "nbgrader_config.py").read_text()
     assert "c.Execute.timeout = 45" in config
     assert "c.OverwriteCells.add_missing_cells = True" in config
-    assert "checks.nbgrader_ext.HideHiddenTests" in config
+    assert "workbook.nbgrader_ext.HideHiddenTests" in config
     written = sorted(p.parent.name for p in (course / "source").glob("*/*.ipynb"))
     assert written == AVAILABLE
     for stem in AVAILABLE:
@@ -226,7 +233,7 @@ def test_solution_regions_pass_the_hidden_tests(stem):
     for cell in nb.cells:
         role = cell.metadata["workbook"]["role"]
         if role in ("setup", "exercise"):
-            exec(compile(cell.source, f"<{stem} cell {cell.id}>", "exec"), namespace)  # noqa: S102
+            exec(compile(cell.source, f"<{stem} cell {cell.id}>", "exec"), namespace)
     for name in chapter(stem).exercises:
         assert assert_passes(name, namespace).passed
 
@@ -240,7 +247,7 @@ def test_the_known_bugs_fail_with_the_checkers_message(stem):
         role = cell.metadata["workbook"]["role"]
         code = cell.source.replace(old, new) if cell.metadata["workbook"]["exercise"] == name else cell.source
         if role in ("setup", "exercise"):
-            exec(compile(code, f"<{stem} cell {cell.id}>", "exec"), namespace)  # noqa: S102
+            exec(compile(code, f"<{stem} cell {cell.id}>", "exec"), namespace)
     with pytest.raises(AssertionError, match=rf"^{name}: failed\.\n"):
         assert_passes(name, namespace)
     for other in chapter(stem).exercises:
@@ -249,7 +256,7 @@ def test_the_known_bugs_fail_with_the_checkers_message(stem):
 
 
 def test_a_stub_method_the_reference_lacks_is_a_clear_error():
-    from checks.course import CourseError, solution_code
+    from workbook.course import CourseError, solution_code
 
     source = load_source("00")
     stub = source.blocks[[b.kind for b in source.blocks].index("exercise")].text
@@ -289,14 +296,19 @@ def test_stripped_metadata_is_reported_then_repaired(tmp_path, capsys):
 
 def test_feedback_preprocessor_hides_hidden_tests_and_their_tracebacks():
     """HideHiddenTests on a graded test cell as nbgrader leaves it after a failed hidden test."""
-    from checks.nbgrader_ext import HideHiddenTests
+    from workbook.nbgrader_ext import HideHiddenTests
 
     nb = source_notebook("03")
     cell = cell_of(nb, grade_cell_id("scaled_dot_product_attention"))
     hidden = hidden_lines(nb)
-    cell.outputs = [nbformat.v4.new_output(
-        "error", ename="AssertionError", evalue="scaled_dot_product_attention: failed.\nwrong values",
-        traceback=["Traceback (most recent call last)", f"----> 3 {hidden[2]}", "AssertionError: ..."])]
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "error",
+            ename="AssertionError",
+            evalue="scaled_dot_product_attention: failed.\nwrong values",
+            traceback=["Traceback (most recent call last)", f"----> 3 {hidden[2]}", "AssertionError: ..."],
+        )
+    ]
     nb, _ = HideHiddenTests().preprocess(nb, {})
     cell = cell_of(nb, grade_cell_id("scaled_dot_product_attention"))
     assert cell.source == "check(scaled_dot_product_attention)"

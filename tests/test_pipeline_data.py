@@ -12,26 +12,32 @@ from pathlib import Path
 
 import pytest
 
-from checks.cli import main as workbook
 from solutions.pipeline.batching import collate, make_batches
 from solutions.pipeline.bpe import BOS_IDX, EOS_IDX, PAD_IDX, decode, encode, train_bpe
 from solutions.pipeline.builtin_task import english, german, numbers_corpus
-from solutions.pipeline.multi30k import ChecksumError, SHA256, download, ensure_files, load_multi30k
+from solutions.pipeline.multi30k import SHA256, ChecksumError, download, ensure_files, load_multi30k
+from workbook.cli import main as workbook
 
 
 # -- the built-in task ----------------------------------------------------------------------------
-@pytest.mark.parametrize("n, en, de", [
-    (324, "three hundred twenty-four", "dreihundertvierundzwanzig"),
-    (21, "twenty-one", "einundzwanzig"),
-    (16, "sixteen", "sechzehn"),
-    (1, "one", "eins"),
-    (101, "one hundred one", "einhunderteins"),
-    (30, "thirty", "dreißig"),
-    (1000, "one thousand", "eintausend"),
-    (71_017, "seventy-one thousand seventeen", "einundsiebzigtausendsiebzehn"),
-    (999_999, "nine hundred ninety-nine thousand nine hundred ninety-nine",
-     "neunhundertneunundneunzigtausendneunhundertneunundneunzig"),
-])
+@pytest.mark.parametrize(
+    "n, en, de",
+    [
+        (324, "three hundred twenty-four", "dreihundertvierundzwanzig"),
+        (21, "twenty-one", "einundzwanzig"),
+        (16, "sixteen", "sechzehn"),
+        (1, "one", "eins"),
+        (101, "one hundred one", "einhunderteins"),
+        (30, "thirty", "dreißig"),
+        (1000, "one thousand", "eintausend"),
+        (71_017, "seventy-one thousand seventeen", "einundsiebzigtausendsiebzehn"),
+        (
+            999_999,
+            "nine hundred ninety-nine thousand nine hundred ninety-nine",
+            "neunhundertneunundneunzigtausendneunhundertneunundneunzig",
+        ),
+    ],
+)
 def test_numbers_in_english_and_german(n, en, de):
     assert english(n) == en
     assert german(n) == de
@@ -98,8 +104,11 @@ def http_folder(tmp_path):
 
 def test_downloader_fetches_verifies_and_caches(http_folder, tmp_path):
     served, base_url = http_folder
-    sentences = {"train": (["Ein Hund.", "Eine Katze."], ["A dog.", "A cat."]),
-                 "val": (["Ein Baum."], ["A tree."]), "test_2016_flickr": (["Ein Haus."], ["A house."])}
+    sentences = {
+        "train": (["Ein Hund.", "Eine Katze."], ["A dog.", "A cat."]),
+        "val": (["Ein Baum."], ["A tree."]),
+        "test_2016_flickr": (["Ein Haus."], ["A house."]),
+    }
     checksums = {}
     for stem, (de, en) in sentences.items():
         checksums[f"{stem}.de.gz"] = _write_gz(served, f"{stem}.de.gz", de)

@@ -10,9 +10,31 @@ import sys
 
 import torch
 
-TINY = ["--num-train", "300", "--vocab-size", "300", "--d-model", "32", "--layers", "1", "--heads", "2",
-        "--d-ff", "64", "--max-tokens", "256", "--warmup", "20", "--parts", "reference", "--no-progress",
-        "--eval-sentences", "40", "--test-sentences", "40"]
+TINY = [
+    "--num-train",
+    "300",
+    "--vocab-size",
+    "300",
+    "--d-model",
+    "32",
+    "--layers",
+    "1",
+    "--heads",
+    "2",
+    "--d-ff",
+    "64",
+    "--max-tokens",
+    "256",
+    "--warmup",
+    "20",
+    "--parts",
+    "reference",
+    "--no-progress",
+    "--eval-sentences",
+    "40",
+    "--test-sentences",
+    "40",
+]
 
 
 def read_log(run):
@@ -29,9 +51,29 @@ def _free_port() -> int:
 
 def test_two_process_torchrun_agrees_on_weights(tmp_path):
     run = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-               "127.0.0.1", "--master_port", str(_free_port()), "-m", "checks.cli", "train", *TINY,
-               "--steps", "20", "--checkpoint-every", "10", "--eval-every", "0", "--out", str(run)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "workbook.cli",
+        "train",
+        *TINY,
+        "--steps",
+        "20",
+        "--checkpoint-every",
+        "10",
+        "--eval-every",
+        "0",
+        "--out",
+        str(run),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     digests = dict(re.findall(r"\[rank (\d)\] step 20, final weights sha256 (\w+)", result.stdout))

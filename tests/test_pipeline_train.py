@@ -14,12 +14,36 @@ from pathlib import Path
 import pytest
 import torch
 
-from checks.cli import main as workbook
+from workbook.cli import main as workbook
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--num-train", "300", "--vocab-size", "300", "--d-model", "32", "--layers", "1", "--heads", "2",
-        "--d-ff", "64", "--max-tokens", "256", "--warmup", "20", "--parts", "reference", "--no-progress",
-        "--threads", "1", "--eval-sentences", "40", "--test-sentences", "40"]
+TINY = [
+    "--num-train",
+    "300",
+    "--vocab-size",
+    "300",
+    "--d-model",
+    "32",
+    "--layers",
+    "1",
+    "--heads",
+    "2",
+    "--d-ff",
+    "64",
+    "--max-tokens",
+    "256",
+    "--warmup",
+    "20",
+    "--parts",
+    "reference",
+    "--no-progress",
+    "--threads",
+    "1",
+    "--eval-sentences",
+    "40",
+    "--test-sentences",
+    "40",
+]
 
 
 def read_log(run: Path) -> list[dict]:
@@ -28,8 +52,22 @@ def read_log(run: Path) -> list[dict]:
 
 def test_tiny_run_writes_checkpoints_plots_and_translates(tmp_path, capsys):
     run = tmp_path / "run"
-    code = workbook(["train", *TINY, "--steps", "12", "--eval-every", "6", "--checkpoint-every", "6",
-                     "--average-last", "2", "--out", str(run)])
+    code = workbook(
+        [
+            "train",
+            *TINY,
+            "--steps",
+            "12",
+            "--eval-every",
+            "6",
+            "--checkpoint-every",
+            "6",
+            "--average-last",
+            "2",
+            "--out",
+            str(run),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "Test set (40 sentences" in out and "exact match" in out and "workbook translate" in out
@@ -69,8 +107,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
 
 
 def _train_args(run: Path, *extra: str) -> list[str]:
-    return ["train", *TINY, "--steps", "60", "--checkpoint-every", "10", "--eval-every", "0", "--out", str(run),
-            *extra]
+    return ["train", *TINY, "--steps", "60", "--checkpoint-every", "10", "--eval-every", "0", "--out", str(run), *extra]
 
 
 def test_sigkill_then_resume_continues_exactly(tmp_path, capsys):
@@ -80,8 +117,12 @@ def test_sigkill_then_resume_continues_exactly(tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     assert workbook(_train_args(a)) == 0
 
-    process = subprocess.Popen([sys.executable, "-m", "checks.cli", *_train_args(b)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, cwd=tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workbook.cli", *_train_args(b)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
     deadline = time.time() + 240
     while not (b / "last.pt").exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.005)
@@ -113,9 +154,11 @@ def test_sigkill_then_resume_continues_exactly(tmp_path, capsys):
 def test_checkpoint_file_is_never_half_written(tmp_path):
     """A process rewrites a large checkpoint again and again with ``atomic_save`` and is killed at
     arbitrary moments: every time, the file there loads and is one complete version."""
-    script = ("import sys, torch\nfrom solutions.pipeline.train import atomic_save\ni = 0\n"
-              "while True:\n    atomic_save({'i': i, 'x': torch.full((2_000_000,), float(i))}, "
-              "__import__('pathlib').Path(sys.argv[1]))\n    i += 1\n")
+    script = (
+        "import sys, torch\nfrom solutions.pipeline.train import atomic_save\ni = 0\n"
+        "while True:\n    atomic_save({'i': i, 'x': torch.full((2_000_000,), float(i))}, "
+        "__import__('pathlib').Path(sys.argv[1]))\n    i += 1\n"
+    )
     path = tmp_path / "last.pt"
     for delay in (0.05, 0.3, 0.7):
         process = subprocess.Popen([sys.executable, "-c", script, str(path)], cwd=REPO)
@@ -134,8 +177,13 @@ def test_default_workbook_train_reaches_its_target(tmp_path):
     The README's main job, through the command a user types; in the default suite (about 3 minutes
     on an idle 2-core CPU) because it is what issue 6 promises."""
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "checks.cli", "train", "--no-progress"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(
+        [sys.executable, "-m", "workbook.cli", "train", "--no-progress"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     minutes = (time.perf_counter() - started) / 60
     assert result.returncode == 0, result.stderr[-3000:]
     scores = json.loads((tmp_path / "runs" / "numbers" / "test_results.json").read_text())

@@ -12,9 +12,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from checks import progress
-from checks.cli import main
-from checks.notebooks import learner_notebook_text
+from workbook import progress
+from workbook.cli import main
+from workbook.notebooks import learner_notebook_text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def home(tmp_path, monkeypatch) -> Path:
 
 
 def status_line(output: str, exercise: str) -> list[str]:
-    line = next(l for l in output.splitlines() if f" {exercise} " in f" {l} ")
+    line = next(row for row in output.splitlines() if f" {exercise} " in f" {row} ")
     return line.split()
 
 
@@ -53,7 +53,7 @@ def test_status_lists_the_chapter_without_exercises_without_counting_it(capsys):
     row = next(line for line in out.splitlines() if line.startswith("12 "))
     assert "(no exercises)" in row
     total = int(out.split(" of ")[1].split()[0])  # "0 of 22 exercises passed"
-    from checks.chapters import CHAPTERS
+    from workbook.chapters import CHAPTERS
 
     assert total == sum(len(c.exercises) for c in CHAPTERS)
 
@@ -77,8 +77,8 @@ def test_unknown_exercise_is_a_clear_error(capsys):
 
 
 def test_status_shows_what_the_checker_recorded(capsys):
-    from checks import check
     from solutions import TokenEmbedding
+    from workbook import check
 
     assert check(TokenEmbedding).state == "passed"
     progress.record_check("FeedForwardNetwork", "failed")
@@ -95,7 +95,8 @@ def test_progress_file_is_valid_json_after_writes(home):
     progress.record_check("LayerNorm", "passed")
     data = json.loads((home / "progress.json").read_text())
     assert data["exercises"]["LayerNorm"]["hints"] == 2 and data["exercises"]["LayerNorm"]["state"] == "passed"
-    assert [p.name for p in home.iterdir()] == ["progress.json"]  # no temporary file left behind
+    # no temporary file left behind (the lock file stays: it is what serialises two writers)
+    assert sorted(p.name for p in home.iterdir()) == ["progress.json", "progress.json.lock"]
     with pytest.raises(ValueError):
         progress.record_check("LayerNorm", "great")
 
@@ -154,7 +155,9 @@ def test_build_check_reports_drift(tmp_path, capsys):
 
 def test_the_workbook_command_runs_as_a_program(tmp_path):
     env = {**os.environ, "WORKBOOK_HOME": str(tmp_path / "h")}
-    result = subprocess.run([sys.executable, "-m", "checks.cli", "status"], capture_output=True, text=True, env=env, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-m", "workbook.cli", "status"], capture_output=True, text=True, env=env, cwd=REPO
+    )
     assert result.returncode == 0, result.stderr
     assert "MultiHeadAttention" in result.stdout and "not attempted" in result.stdout
 
@@ -164,7 +167,7 @@ def test_hint_and_solution_render_in_a_notebook_and_are_recorded(home, tmp_path)
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        nbformat.v4.new_code_cell("from checks.learner import hint, solution"),
+        nbformat.v4.new_code_cell("from workbook.learner import hint, solution"),
         nbformat.v4.new_code_cell("hint('PositionalEncoding')\nanswer = 42"),  # not the last line: still shown
         nbformat.v4.new_code_cell("solution('PositionalEncoding')"),
     ]

@@ -31,10 +31,26 @@ ATOL = 1e-5  # float32 round-off for these sizes
 
 
 def test_every_api_name_is_importable() -> None:
-    names = ["TokenEmbedding", "PositionalEncoding", "scaled_dot_product_attention", "MultiHeadAttention",
-             "FeedForwardNetwork", "LayerNorm", "EncoderLayer", "Encoder", "create_padding_mask",
-             "create_future_mask", "create_masks", "DecoderLayer", "Decoder", "Transformer",
-             "TransformerLRScheduler", "LabelSmoothingLoss", "greedy_decode", "beam_search"]
+    names = [
+        "TokenEmbedding",
+        "PositionalEncoding",
+        "scaled_dot_product_attention",
+        "MultiHeadAttention",
+        "FeedForwardNetwork",
+        "LayerNorm",
+        "EncoderLayer",
+        "Encoder",
+        "create_padding_mask",
+        "create_future_mask",
+        "create_masks",
+        "DecoderLayer",
+        "Decoder",
+        "Transformer",
+        "TransformerLRScheduler",
+        "LabelSmoothingLoss",
+        "greedy_decode",
+        "beam_search",
+    ]
     for name in names:
         assert callable(getattr(solutions, name)), name
 
@@ -80,11 +96,10 @@ def test_multi_head_attention_equals_nn_multiheadattention(kind: str) -> None:
     x = torch.randn(3, 5, 32)
     memory = x if kind == "self" else torch.randn(3, 9, 32)
     src = torch.ones(3, memory.size(1), dtype=torch.long)
-    src[1, 6 if kind == "cross" else 3:] = 0  # padding at the end of sentence 1
+    src[1, 6 if kind == "cross" else 3 :] = 0  # padding at the end of sentence 1
     src[2, 2:] = 0
     out = ours(x, memory, memory, create_padding_mask(src))
-    expected, expected_weights = theirs(x, memory, memory, key_padding_mask=(src == 0),
-                                        average_attn_weights=False)
+    expected, expected_weights = theirs(x, memory, memory, key_padding_mask=(src == 0), average_attn_weights=False)
     torch.testing.assert_close(out, expected, atol=ATOL, rtol=1e-5)
     torch.testing.assert_close(ours.attention_weights, expected_weights, atol=ATOL, rtol=1e-5)
     assert ours.attention_weights.shape == (3, 4, 5, memory.size(1))
@@ -158,9 +173,9 @@ def test_causality() -> None:
     logits = model(src, tgt)
     for t in range(5):
         changed = tgt.clone()
-        changed[:, t + 1:] = torch.randint(3, 20, changed[:, t + 1:].shape)
+        changed[:, t + 1 :] = torch.randint(3, 20, changed[:, t + 1 :].shape)
         torch.testing.assert_close(model(src, changed)[:, : t + 1], logits[:, : t + 1], atol=ATOL, rtol=1e-5)
-        assert not torch.allclose(model(src, changed)[:, t + 1:], logits[:, t + 1:])
+        assert not torch.allclose(model(src, changed)[:, t + 1 :], logits[:, t + 1 :])
 
 
 def test_source_padding_does_not_change_real_positions() -> None:
@@ -169,7 +184,10 @@ def test_source_padding_does_not_change_real_positions() -> None:
     tgt = torch.randint(3, 20, (2, 6))
     padded = torch.cat([src, torch.zeros(2, 4, dtype=torch.long)], dim=1)
     torch.testing.assert_close(model(padded, tgt), model(src, tgt), atol=ATOL, rtol=1e-5)
-    memory, padded_memory = model.encode(src, create_padding_mask(src)), model.encode(padded, create_padding_mask(padded))
+    memory, padded_memory = (
+        model.encode(src, create_padding_mask(src)),
+        model.encode(padded, create_padding_mask(padded)),
+    )
     torch.testing.assert_close(padded_memory[:, :7], memory, atol=ATOL, rtol=1e-5)
 
 
@@ -180,8 +198,12 @@ def test_masks() -> None:
     assert src_mask.dtype == torch.bool and src_mask.shape == (2, 1, 1, 3)
     assert src_mask[:, 0, 0].tolist() == [[True, True, False], [True, False, False]]
     assert tgt_mask.shape == (2, 1, 4, 4)
-    assert tgt_mask[0, 0].tolist() == [[True, False, False, False], [True, True, False, False],
-                                      [True, True, False, False], [True, True, False, False]]
+    assert tgt_mask[0, 0].tolist() == [
+        [True, False, False, False],
+        [True, True, False, False],
+        [True, True, False, False],
+        [True, True, False, False],
+    ]
     assert tgt_mask[1, 0].tolist() == torch.ones(4, 4, dtype=torch.bool).tril().tolist()
 
 
@@ -205,7 +227,9 @@ def test_lr_scheduler_first_step_is_step_one_and_sets_the_rate() -> None:
     assert math.isclose(lr1, 2.0 * 512**-0.5 * 10**-1.5, rel_tol=1e-9)
     assert all(group["lr"] == lr1 for group in optimizer.param_groups)
     assert math.isclose(scheduler.step(), 2 * lr1, rel_tol=1e-9)
-    assert math.isclose(scheduler.step(100), scheduler.get_lr(100)) and optimizer.param_groups[0]["lr"] == scheduler.get_lr(100)
+    assert math.isclose(scheduler.step(100), scheduler.get_lr(100)) and optimizer.param_groups[0][
+        "lr"
+    ] == scheduler.get_lr(100)
     with pytest.raises(ValueError):
         scheduler.get_lr(0)
 
@@ -307,13 +331,14 @@ def test_bad_arguments_raise_clear_errors() -> None:
         PositionalEncoding(16, max_seq_length=8)(torch.zeros(1, 9, 16))
     with pytest.raises(ValueError, match="longer than max_seq_length"):
         Transformer(10, 10, d_model=16, num_layers=1, num_heads=2, d_ff=32, max_seq_length=4)(
-            torch.ones(1, 5, dtype=torch.long), torch.ones(1, 2, dtype=torch.long))
+            torch.ones(1, 5, dtype=torch.long), torch.ones(1, 2, dtype=torch.long)
+        )
     with pytest.raises(ValueError, match="one vocabulary"):
         Transformer(10, 11, share_embeddings=True)
 
 
 def test_workbook_demo_command(capsys: pytest.CaptureFixture[str]) -> None:
-    from checks.cli import main
+    from workbook.cli import main
 
     assert main(["demo", "--steps", "5"]) in (0, 1)
     out = capsys.readouterr().out

@@ -9,13 +9,31 @@ import torch
 import solutions
 
 from ..core import Ctx, Fail, Spec, learner_call
-from .common import in_float64, compare, expect_signature, expect_tensor, expect_unchanged, require_device, require_float64, snapshot
+from .common import (
+    compare,
+    expect_inputs_unchanged,
+    expect_signature,
+    expect_tensor,
+    in_float64,
+    require_device,
+    require_float64,
+)
 
 SPEC = Spec("scaled_dot_product_attention", solutions.scaled_dot_product_attention, kind="function")
 
 
-def attention_variant(q, k, v, mask=None, *, scale: str = "sqrt", softmax_dim: int = -1,
-                      polarity: bool = True, use_mask: bool = True, weights: str = "softmax"):
+def attention_variant(
+    q,
+    k,
+    v,
+    mask=None,
+    *,
+    scale: str = "sqrt",
+    softmax_dim: int = -1,
+    polarity: bool = True,
+    use_mask: bool = True,
+    weights: str = "softmax",
+):
     """Equation 1 and its classic mistakes. Returns (output, weights)."""
     d_k = q.size(-1)
     scores = q @ k.transpose(-2, -1)
@@ -43,8 +61,7 @@ def hypotheses(q, k, v, mask, which: int) -> dict:
         "attn_returns_scores#noscale": dict(weights="scores", scale="none"),
     }
     if mask is not None:
-        variants = {"attn_mask_polarity": dict(polarity=False), "attn_mask_ignored": dict(use_mask=False),
-                    **variants}
+        variants = {"attn_mask_polarity": dict(polarity=False), "attn_mask_ignored": dict(use_mask=False), **variants}
     return {name: (lambda kw=kw: attention_variant(q, k, v, mask, **kw)[which]) for name, kw in variants.items()}
 
 
@@ -52,19 +69,27 @@ def call(fn, q, k, v, mask=None, what: str = "scaled_dot_product_attention"):
     """Call the learner's function on copies; check it returns (output, weights) tensors."""
     args = [q.clone(), k.clone(), v.clone()] + ([mask.clone()] if mask is not None else [])
     shown = f"{what}(query {list(q.shape)}, key {list(k.shape)}, value {list(v.shape)}" + (
-        f", mask {list(mask.shape)})" if mask is not None else ")")
+        f", mask {list(mask.shape)})" if mask is not None else ")"
+    )
     result = learner_call(fn, *args, what=shown)
     if not isinstance(result, (tuple, list)) or len(result) != 2:
-        raise Fail(f"{shown} should return two tensors, (output, weights), but returned "
-                   f"{type(result).__name__}" + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "")
-                   + ".", ["returns_wrong_type"])
+        raise Fail(
+            f"{shown} should return two tensors, (output, weights), but returned "
+            f"{type(result).__name__}"
+            + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "")
+            + ".",
+            ["returns_wrong_type"],
+        )
     out, weights = result
     return expect_tensor(out, "the output"), expect_tensor(weights, "the weights")
 
 
 def _qkv(*lead: int, s_q: int = 4, s_k: int = 6, d_k: int = 16, d_v: int = 8, dtype=torch.float32):
-    return (torch.randn(*lead, s_q, d_k, dtype=dtype), torch.randn(*lead, s_k, d_k, dtype=dtype),
-            torch.randn(*lead, s_k, d_v, dtype=dtype))
+    return (
+        torch.randn(*lead, s_q, d_k, dtype=dtype),
+        torch.randn(*lead, s_k, d_k, dtype=dtype),
+        torch.randn(*lead, s_k, d_v, dtype=dtype),
+    )
 
 
 def check_against_reference(fn, q, k, v, mask=None) -> None:
@@ -73,17 +98,34 @@ def check_against_reference(fn, q, k, v, mask=None) -> None:
     valid = None
     if mask is not None:
         valid = mask.expand(*ref_w.shape).any(-1, keepdim=True)  # rows with at least one visible key
-    compare(weights, ref_w, "The attention weights", hypotheses(q, k, v, mask, 1),
-            valid=None if valid is None else valid.expand(*ref_w.shape))
-    compare(out, ref_out, "The attention output", hypotheses(q, k, v, mask, 0),
-            valid=None if valid is None else valid.expand(*ref_out.shape), atol=1e-5)
+    compare(
+        weights,
+        ref_w,
+        "The attention weights",
+        hypotheses(q, k, v, mask, 1),
+        valid=None if valid is None else valid.expand(*ref_w.shape),
+    )
+    compare(
+        out,
+        ref_out,
+        "The attention output",
+        hypotheses(q, k, v, mask, 0),
+        valid=None if valid is None else valid.expand(*ref_out.shape),
+        atol=1e-5,
+    )
 
 
 @SPEC.test("interface")
 def signature_and_return_value(ctx: Ctx) -> None:
     q, k, v = _qkv(2)
-    expect_signature(ctx.obj, "scaled_dot_product_attention", ((q, k, v), {}), ((q, k, v, None), {}),
-                     ((q, k, v), {"mask": None}), shown="(query, key, value, mask=None)")
+    expect_signature(
+        ctx.obj,
+        "scaled_dot_product_attention",
+        ((q, k, v), {}),
+        ((q, k, v, None), {}),
+        ((q, k, v), {"mask": None}),
+        shown="(query, key, value, mask=None)",
+    )
     call(ctx.obj, q, k, v)
 
 
@@ -94,8 +136,10 @@ def output_and_weight_shapes(ctx: Ctx) -> None:
         out, weights = call(ctx.obj, q, k, v)
         for tensor, shape, name in ((out, [*lead, s_q, d_v], "output"), (weights, [*lead, s_q, s_k], "weights")):
             if list(tensor.shape) != shape:
-                raise Fail(f"For query {list(q.shape)}, key {list(k.shape)} and value {list(v.shape)} the "
-                           f"{name} should have shape {shape}, but yours has shape {list(tensor.shape)}.")
+                raise Fail(
+                    f"For query {list(q.shape)}, key {list(k.shape)} and value {list(v.shape)} the "
+                    f"{name} should have shape {shape}, but yours has shape {list(tensor.shape)}."
+                )
 
 
 @SPEC.test("numbers")
@@ -129,13 +173,18 @@ def weights_sum_to_one_and_masked_keys_get_zero(ctx: Ctx) -> None:
     graded = mask.any(-1)
     sums = weights.detach().double().sum(-1)[graded]
     if not torch.allclose(sums, torch.ones_like(sums), atol=1e-5):
-        raise Fail("Each query's attention weights should sum to 1 over the keys; yours sum to values "
-                   f"between {sums.min().item():.4g} and {sums.max().item():.4g}.",
-                   ["attn_softmax_wrong_axis"])
+        raise Fail(
+            "Each query's attention weights should sum to 1 over the keys; yours sum to values "
+            f"between {sums.min().item():.4g} and {sums.max().item():.4g}.",
+            ["attn_softmax_wrong_axis"],
+        )
     leaked = weights.detach()[graded.unsqueeze(-1).expand_as(mask) & ~mask]
     if leaked.abs().max() > 1e-6:
-        raise Fail("Masked keys (mask False) should get zero attention weight; yours get up to "
-                   f"{leaked.abs().max().item():.3g}.", ["attn_mask_polarity"])
+        raise Fail(
+            "Masked keys (mask False) should get zero attention weight; yours get up to "
+            f"{leaked.abs().max().item():.3g}.",
+            ["attn_mask_polarity"],
+        )
 
 
 @SPEC.test("hygiene")
@@ -143,9 +192,11 @@ def does_not_change_its_inputs(ctx: Ctx) -> None:
     q, k, v = _qkv(2)
     mask = torch.rand(2, 4, 6) > 0.3
     mask[..., 0] = True
-    before = snapshot(q, k, v, mask)
-    learner_call(ctx.obj, q, k, v, mask, what="scaled_dot_product_attention")
-    expect_unchanged(before, (q, k, v, mask), ["query", "key", "value", "mask"], "scaled_dot_product_attention")
+    expect_inputs_unchanged(
+        "scaled_dot_product_attention",
+        {"query": q, "key": k, "value": v, "mask": mask},
+        lambda: learner_call(ctx.obj, q, k, v, mask, what="scaled_dot_product_attention"),
+    )
 
 
 @SPEC.test("hygiene")

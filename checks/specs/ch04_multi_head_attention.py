@@ -10,14 +10,40 @@ import torch
 import solutions
 
 from ..core import Ctx, Fail, Spec, learner_call
-from .common import (in_float64, is_close, which_hypothesis, D_MODEL, HEADS, compare, expect_forward_signature, expect_init_signature, expect_shape,
-                     expect_unchanged, grads_match, make_pair, require_device, require_float64, snapshot)
+from .common import (
+    D_MODEL,
+    HEADS,
+    compare,
+    expect_float64_module,
+    expect_forward_signature,
+    expect_init_signature,
+    expect_inputs_unchanged,
+    expect_shape,
+    grads_match,
+    in_float64,
+    is_close,
+    make_pair,
+    padding_mask,
+    which_hypothesis,
+)
 
 SPEC = Spec("MultiHeadAttention", solutions.MultiHeadAttention)
 
 
-def mha_variant(ref, query, key, value, mask=None, *, proj=("q", "k", "v"), inputs=("q", "k", "v"),
-                split: str = "right", merge: str = "right", out_proj: bool = True, scale: str = "d_k") -> torch.Tensor:
+def mha_variant(
+    ref,
+    query,
+    key,
+    value,
+    mask=None,
+    *,
+    proj=("q", "k", "v"),
+    inputs=("q", "k", "v"),
+    split: str = "right",
+    merge: str = "right",
+    out_proj: bool = True,
+    scale: str = "d_k",
+) -> torch.Tensor:
     """Equation 3 computed with the reference's weights, and its classic mistakes."""
     h, d = ref.num_heads, ref.d_model
     d_k = d // h
@@ -79,13 +105,9 @@ def _diagnose_keys(missing, unexpected, wrong) -> list[str]:
 def _run(module, q, k, v, mask=None, name: str = "MultiHeadAttention"):
     args = [q, k, v] + ([mask] if mask is not None else [])
     shown = f"{name}(query {list(q.shape)}, key {list(k.shape)}, value {list(v.shape)}" + (
-        f", mask {list(mask.shape)})" if mask is not None else ")")
+        f", mask {list(mask.shape)})" if mask is not None else ")"
+    )
     return learner_call(module, *args, what=shown)
-
-
-def padding_mask(lengths: list[int], total: int) -> torch.Tensor:
-    """bool [B, 1, 1, total]: True for the first ``length`` keys of each row."""
-    return (torch.arange(total)[None, :] < torch.tensor(lengths)[:, None])[:, None, None, :]
 
 
 @SPEC.test("interface")
@@ -93,8 +115,9 @@ def constructor_and_parameters(ctx: Ctx) -> None:
     expect_init_signature(ctx, "(d_model, num_heads)", ((D_MODEL, HEADS), {}))
     mine, _ = _pair(ctx)
     x = torch.zeros(1, 2, D_MODEL)
-    expect_forward_signature(mine, "MultiHeadAttention", "(query, key, value, mask=None)",
-                             ((x, x, x), {}), ((x, x, x, None), {}))
+    expect_forward_signature(
+        mine, "MultiHeadAttention", "(query, key, value, mask=None)", ((x, x, x), {}), ((x, x, x, None), {})
+    )
 
 
 @SPEC.test("shapes")
@@ -114,9 +137,10 @@ def cross_attention_shapes(ctx: Ctx) -> None:
             out = _run(mine, q, kv, kv, padding_mask([s_k, s_k - 1], s_k))
             expect_shape(out, [2, s_q, D_MODEL], f"The output for query length {s_q} and key length {s_k}")
         except Fail as fail:
-            raise Fail(fail.message + "\n(Self-attention shapes were fine, so the difference is the key "
-                       "length.)", fail.diagnoses or _diagnose_self_attention(ctx)
-                       or ["mha_kv_reshaped_with_query_length"]) from None
+            raise Fail(
+                fail.message + "\n(Self-attention shapes were fine, so the difference is the key length.)",
+                fail.diagnoses or _diagnose_self_attention(ctx) or ["mha_kv_reshaped_with_query_length"],
+            ) from None
 
 
 def _diagnose_self_attention(ctx: Ctx) -> list[str]:
@@ -142,8 +166,12 @@ def cross_attention_with_padding_matches(ctx: Ctx) -> None:
     mine, ref = _pair(ctx)
     q, kv = torch.randn(2, 3, D_MODEL), torch.randn(2, 6, D_MODEL)
     mask = padding_mask([4, 6], 6)
-    compare(_run(mine, q, kv, kv, mask), ref(q, kv, kv, mask), "Your cross-attention output (with a padding mask)",
-            hypotheses(ref, q, kv, kv, mask))
+    compare(
+        _run(mine, q, kv, kv, mask),
+        ref(q, kv, kv, mask),
+        "Your cross-attention output (with a padding mask)",
+        hypotheses(ref, q, kv, kv, mask),
+    )
 
 
 @SPEC.test("numbers")
@@ -151,8 +179,12 @@ def query_key_and_value_are_kept_apart(ctx: Ctx) -> None:
     mine, ref = _pair(ctx)
     q, k, v = torch.randn(2, 3, D_MODEL), torch.randn(2, 6, D_MODEL), torch.randn(2, 6, D_MODEL)
     mask = padding_mask([5, 6], 6)
-    compare(_run(mine, q, k, v, mask), ref(q, k, v, mask), "Your output for three different query, key and value "
-            "tensors", hypotheses(ref, q, k, v, mask))
+    compare(
+        _run(mine, q, k, v, mask),
+        ref(q, k, v, mask),
+        "Your output for three different query, key and value tensors",
+        hypotheses(ref, q, k, v, mask),
+    )
 
 
 @SPEC.test("numbers")
@@ -160,8 +192,9 @@ def future_mask_matches(ctx: Ctx) -> None:
     mine, ref = _pair(ctx)
     x = torch.randn(2, 5, D_MODEL)
     mask = solutions.create_future_mask(5)
-    compare(_run(mine, x, x, x, mask), ref(x, x, x, mask), "Your output with a future mask",
-            hypotheses(ref, x, x, x, mask))
+    compare(
+        _run(mine, x, x, x, mask), ref(x, x, x, mask), "Your output with a future mask", hypotheses(ref, x, x, x, mask)
+    )
 
 
 @SPEC.test("numbers")
@@ -173,10 +206,17 @@ def attention_weights_are_stored(ctx: Ctx) -> None:
     ref(q, kv, kv, mask)
     weights = getattr(mine, "attention_weights", None)
     if not isinstance(weights, torch.Tensor):
-        raise Fail("After forward, `attention_weights` should hold the weights of that call "
-                   f"(yours is {type(weights).__name__}).", ["mha_weights_not_stored"])
-    compare(weights, ref.attention_weights, "Your `attention_weights` after a forward with query length 3 "
-            "and key length 6", {"mha_weights_not_stored": lambda: torch.zeros(1)})
+        raise Fail(
+            "After forward, `attention_weights` should hold the weights of that call "
+            f"(yours is {type(weights).__name__}).",
+            ["mha_weights_not_stored"],
+        )
+    compare(
+        weights,
+        ref.attention_weights,
+        "Your `attention_weights` after a forward with query length 3 and key length 6",
+        {"mha_weights_not_stored": lambda: torch.zeros(1)},
+    )
 
 
 @SPEC.test("properties")
@@ -193,8 +233,11 @@ def refuses_heads_that_do_not_divide_d_model(ctx: Ctx) -> None:
         learner_call(ctx.obj, D_MODEL, 3, what=f"MultiHeadAttention({D_MODEL}, 3)")
     except Fail:
         return  # an error: good
-    raise Fail(f"MultiHeadAttention({D_MODEL}, 3) was built without an error, but 3 heads cannot share "
-               f"{D_MODEL} features equally.", ["mha_no_divisibility_error"])
+    raise Fail(
+        f"MultiHeadAttention({D_MODEL}, 3) was built without an error, but 3 heads cannot share "
+        f"{D_MODEL} features equally.",
+        ["mha_no_divisibility_error"],
+    )
 
 
 @SPEC.test("properties")
@@ -212,20 +255,18 @@ def does_not_change_its_inputs(ctx: Ctx) -> None:
     mine, _ = _pair(ctx)
     q, kv = torch.randn(2, 3, D_MODEL), torch.randn(2, 6, D_MODEL)
     mask = padding_mask([4, 6], 6)
-    before = snapshot(q, kv, mask)
-    _run(mine, q, kv, kv, mask)
-    expect_unchanged(before, (q, kv, mask), ["query", "key/value", "mask"], "MultiHeadAttention")
+    expect_inputs_unchanged(
+        "MultiHeadAttention", {"query": q, "key/value": kv, "mask": mask}, lambda: _run(mine, q, kv, kv, mask)
+    )
 
 
 @SPEC.test("hygiene")
 @in_float64
 def works_in_float64_and_keeps_the_device(ctx: Ctx) -> None:
     mine, ref = _pair(ctx)
-    learner_call(mine.double, what="MultiHeadAttention.double()")
-    ref.double()
-    q, kv = torch.randn(2, 3, D_MODEL, dtype=torch.float64), torch.randn(2, 6, D_MODEL, dtype=torch.float64)
-    mask = padding_mask([4, 6], 6)
-    out = _run(mine, q, kv, kv, mask)
-    require_float64(out, "MultiHeadAttention's output")
-    require_device(out, q.device, "MultiHeadAttention's output")
-    compare(out, ref(q, kv, kv, mask), "MultiHeadAttention's float64 output")
+
+    def inputs() -> tuple[torch.Tensor, ...]:  # cross-attention: the same tensor is key and value
+        q, kv = torch.randn(2, 3, D_MODEL, dtype=torch.float64), torch.randn(2, 6, D_MODEL, dtype=torch.float64)
+        return q, kv, kv, padding_mask([4, 6], 6)
+
+    expect_float64_module(mine, ref, "MultiHeadAttention", inputs, _run)

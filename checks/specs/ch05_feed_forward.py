@@ -8,8 +8,17 @@ import torch.nn.functional as F
 import solutions
 
 from ..core import Ctx, Fail, Spec, learner_call
-from .common import (in_float64, D_FF, D_MODEL, compare, expect_forward_signature, expect_init_signature, expect_shape,
-                     expect_unchanged, grads_match, make_pair, require_device, require_float64, snapshot)
+from .common import (
+    D_FF,
+    D_MODEL,
+    compare,
+    expect_forward_signature,
+    expect_init_signature,
+    expect_shape,
+    grads_match,
+    make_pair,
+    module_hygiene_tests,
+)
 
 SPEC = Spec("FeedForwardNetwork", solutions.FeedForwardNetwork)
 
@@ -23,11 +32,16 @@ def _run(module, x):
 
 
 def hypotheses(ref, x) -> dict:
-    acts = {"ffn_missing_relu": lambda t: t, "ffn_wrong_activation#gelu": F.gelu,
-            "ffn_wrong_activation#tanh-gelu": lambda t: F.gelu(t, approximate="tanh"),
-            "ffn_wrong_activation#silu": F.silu, "ffn_wrong_activation#tanh": torch.tanh,
-            "ffn_wrong_activation#sigmoid": torch.sigmoid, "ffn_wrong_activation#leaky": F.leaky_relu,
-            "ffn_wrong_activation#elu": F.elu}
+    acts = {
+        "ffn_missing_relu": lambda t: t,
+        "ffn_wrong_activation#gelu": F.gelu,
+        "ffn_wrong_activation#tanh-gelu": lambda t: F.gelu(t, approximate="tanh"),
+        "ffn_wrong_activation#silu": F.silu,
+        "ffn_wrong_activation#tanh": torch.tanh,
+        "ffn_wrong_activation#sigmoid": torch.sigmoid,
+        "ffn_wrong_activation#leaky": F.leaky_relu,
+        "ffn_wrong_activation#elu": F.elu,
+    }
     hyps = {name: (lambda act=act: ref.W_2(act(ref.W_1(x))).detach()) for name, act in acts.items()}
     hyps["ffn_wrong_activation#relu-after-W_2"] = lambda: torch.relu(ref(x)).detach()
     return hyps
@@ -71,22 +85,11 @@ def no_dropout_inside(ctx: Ctx) -> None:
         raise Fail("Your FeedForwardNetwork's output changes in train mode.", ["ffn_dropout_inside"])
 
 
-@SPEC.test("hygiene")
-def does_not_change_x(ctx: Ctx) -> None:
-    mine, _ = _pair(ctx)
-    x = torch.randn(2, 4, D_MODEL)
-    before = snapshot(x)
-    _run(mine, x)
-    expect_unchanged(before, (x,), ["x"], "FeedForwardNetwork")
-
-
-@SPEC.test("hygiene")
-@in_float64
-def works_in_float64_and_keeps_the_device(ctx: Ctx) -> None:
-    mine, ref = _pair(ctx)
-    learner_call(mine.double, what="FeedForwardNetwork.double()")
-    x = torch.randn(2, 4, D_MODEL, dtype=torch.float64)
-    out = _run(mine, x)
-    require_float64(out, "FeedForwardNetwork's output")
-    require_device(out, x.device, "FeedForwardNetwork's output")
-    compare(out, ref.double()(x), "FeedForwardNetwork's float64 output")
+module_hygiene_tests(
+    SPEC,
+    _pair,
+    lambda dtype: [torch.randn(2, 4, D_MODEL, dtype=dtype)],
+    ["x"],
+    _run,
+    unchanged_test="does_not_change_x",
+)

@@ -7,15 +7,33 @@ import torch
 import solutions
 
 from ..core import Ctx, Fail, Spec, learner_call
-from .common import (in_float64, D_MODEL, compare, expect_forward_signature, expect_init_signature, expect_module,
-                     expect_shape, expect_unchanged, grads_match, make_pair, require_device, require_float64,
-                     snapshot)
+from .common import (
+    D_MODEL,
+    compare,
+    expect_forward_signature,
+    expect_init_signature,
+    expect_module,
+    expect_shape,
+    grads_match,
+    make_pair,
+    module_hygiene_tests,
+)
 
 SPEC = Spec("LayerNorm", solutions.LayerNorm)
 
 
-def ln_variant(x, weight, bias, eps=1e-5, *, correction: int = 0, eps_inside: bool = True, dims=(-1,),
-               affine: str = "both", divide: str = "std"):
+def ln_variant(
+    x,
+    weight,
+    bias,
+    eps=1e-5,
+    *,
+    correction: int = 0,
+    eps_inside: bool = True,
+    dims=(-1,),
+    affine: str = "both",
+    divide: str = "std",
+):
     """Layer norm and its classic mistakes."""
     mean = x.mean(dim=dims, keepdim=True)
     var = x.var(dim=dims, keepdim=True, correction=correction)
@@ -73,10 +91,13 @@ def constructor_and_parameters(ctx: Ctx) -> None:
     fresh = expect_module(ctx.new(D_MODEL), "LayerNorm")
     _pair(ctx)  # names and shapes of the parameters
     params = dict(fresh.named_parameters())
-    if not (torch.equal(params["weight"].detach(), torch.ones(D_MODEL))
-            and torch.equal(params["bias"].detach(), torch.zeros(D_MODEL))):
-        raise Fail("A new LayerNorm should start with weight = ones and bias = zeros (so it begins as a "
-                   "plain normalisation).")
+    if not (
+        torch.equal(params["weight"].detach(), torch.ones(D_MODEL))
+        and torch.equal(params["bias"].detach(), torch.zeros(D_MODEL))
+    ):
+        raise Fail(
+            "A new LayerNorm should start with weight = ones and bias = zeros (so it begins as a plain normalisation)."
+        )
     expect_forward_signature(fresh, "LayerNorm", "(x)", ((torch.zeros(1, D_MODEL),), {}))
 
 
@@ -98,16 +119,20 @@ def matches_nn_layernorm(ctx: Ctx) -> None:
 def small_variance_inputs_show_where_eps_goes(ctx: Ctx) -> None:
     mine, ref = _pair(ctx)
     x = 1e-3 * torch.randn(3, 4, D_MODEL)
-    compare(_run(mine, x), ref(x), "Your LayerNorm's output on inputs with a tiny variance (about 1e-6)",
-            hypotheses(ref, x), atol=1e-4)
+    compare(
+        _run(mine, x),
+        ref(x),
+        "Your LayerNorm's output on inputs with a tiny variance (about 1e-6)",
+        hypotheses(ref, x),
+        atol=1e-4,
+    )
 
 
 @SPEC.test("numbers")
 def uses_the_eps_it_is_given(ctx: Ctx) -> None:
     mine, ref = _pair(ctx, eps=0.1)
     x = 0.3 * torch.randn(2, 3, D_MODEL)
-    hyps = {"ln_eps_ignored": ln_variant(x, ref.weight.detach(), ref.bias.detach(), 1e-5),
-            **hypotheses(ref, x)}
+    hyps = {"ln_eps_ignored": ln_variant(x, ref.weight.detach(), ref.bias.detach(), 1e-5), **hypotheses(ref, x)}
     compare(_run(mine, x), ref(x), "Your LayerNorm(d_model, eps=0.1)'s output", hyps)
 
 
@@ -118,22 +143,11 @@ def gradients_reach_weight_and_bias(ctx: Ctx) -> None:
     grads_match(mine, ref, lambda m: m(x), "LayerNorm")
 
 
-@SPEC.test("hygiene")
-def does_not_change_x(ctx: Ctx) -> None:
-    mine, _ = _pair(ctx)
-    x = torch.randn(2, 4, D_MODEL)
-    before = snapshot(x)
-    _run(mine, x)
-    expect_unchanged(before, (x,), ["x"], "LayerNorm")
-
-
-@SPEC.test("hygiene")
-@in_float64
-def works_in_float64_and_keeps_the_device(ctx: Ctx) -> None:
-    mine, ref = _pair(ctx)
-    learner_call(mine.double, what="LayerNorm.double()")
-    x = torch.randn(2, 4, D_MODEL, dtype=torch.float64)
-    out = _run(mine, x)
-    require_float64(out, "LayerNorm's output")
-    require_device(out, x.device, "LayerNorm's output")
-    compare(out, ref.double()(x), "LayerNorm's float64 output")
+module_hygiene_tests(
+    SPEC,
+    _pair,
+    lambda dtype: [torch.randn(2, 4, D_MODEL, dtype=dtype)],
+    ["x"],
+    _run,
+    unchanged_test="does_not_change_x",
+)

@@ -7,11 +7,33 @@ import torch
 import solutions
 
 from ..core import Ctx, Fail, Spec, learner_call
-from .ch07_encoder import embedding_dropout_check, padding_mask
-from .common import (blame_submodules, in_float64, D_FF, D_MODEL, HEADS, LAYERS, MAX_LEN, VOCAB, compare, expect_forward_signature,
-                     expect_independent, expect_init_signature, expect_shape, expect_signature, expect_tensor,
-                     expect_unchanged, grads_match, load_into, make_pair, own_parts_check, require_device,
-                     require_float64, snapshot, which_hypothesis, zero_sublayer_outputs)
+from .ch07_encoder import embedding_dropout_check
+from .common import (
+    D_FF,
+    D_MODEL,
+    HEADS,
+    LAYERS,
+    MAX_LEN,
+    VOCAB,
+    blame_submodules,
+    compare,
+    expect_forward_signature,
+    expect_independent,
+    expect_init_signature,
+    expect_inputs_unchanged,
+    expect_shape,
+    expect_signature,
+    expect_tensor,
+    grads_match,
+    load_into,
+    make_pair,
+    module_hygiene_tests,
+    own_parts_check,
+    padded_tokens,
+    padding_mask,
+    which_hypothesis,
+    zero_sublayer_outputs,
+)
 
 PADDING = Spec("create_padding_mask", solutions.create_padding_mask, kind="function")
 FUTURE = Spec("create_future_mask", solutions.create_future_mask, kind="function")
@@ -20,30 +42,28 @@ LAYER = Spec("DecoderLayer", solutions.DecoderLayer)
 STACK = Spec("Decoder", solutions.Decoder)
 
 
-def _seq(lengths: list[int], total: int, pad: int = 0, low: int = 1) -> torch.Tensor:
-    seq = torch.randint(low, VOCAB, (len(lengths), total))
-    seq[seq == pad] = pad + 1
-    for i, n in enumerate(lengths):
-        seq[i, n:] = pad
-    return seq
-
-
 def expect_bool_mask(mask, shape: list[int], what: str, shape_diag: str = "") -> torch.Tensor:
     mask = expect_tensor(mask, what)
     if list(mask.shape) != shape:
-        raise Fail(f"{what} should have shape {shape}, but yours has shape {list(mask.shape)}.",
-                   [shape_diag] if shape_diag else [])
+        raise Fail(
+            f"{what} should have shape {shape}, but yours has shape {list(mask.shape)}.",
+            [shape_diag] if shape_diag else [],
+        )
     if mask.dtype != torch.bool:
-        raise Fail(f"{what} should be a torch.bool tensor (True = may attend), but yours is {mask.dtype}.",
-                   ["returns_wrong_type"])
+        raise Fail(
+            f"{what} should be a torch.bool tensor (True = may attend), but yours is {mask.dtype}.",
+            ["returns_wrong_type"],
+        )
     return mask
 
 
 def _mask_values(actual, expected, what: str, hyps: dict) -> None:
     if not torch.equal(actual, expected):
         wrong = int((actual != expected).sum())
-        raise Fail(f"{what} has {wrong} wrong entries (of {expected.numel()}).",
-                   which_hypothesis(actual.float(), {k: v.float() for k, v in hyps.items()}))
+        raise Fail(
+            f"{what} has {wrong} wrong entries (of {expected.numel()}).",
+            which_hypothesis(actual.float(), {k: v.float() for k, v in hyps.items()}),
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -51,23 +71,29 @@ def _mask_values(actual, expected, what: str, hyps: dict) -> None:
 # --------------------------------------------------------------------------------------------------
 @PADDING.test("interface")
 def signature(ctx: Ctx) -> None:
-    seq = _seq([2], 3)
-    expect_signature(ctx.obj, "create_padding_mask", ((seq,), {}), ((seq,), {"pad_idx": 0}),
-                     shown="create_padding_mask(seq, pad_idx=0)")
+    seq = padded_tokens([2], 3)
+    expect_signature(
+        ctx.obj,
+        "create_padding_mask",
+        ((seq,), {}),
+        ((seq,), {"pad_idx": 0}),
+        shown="create_padding_mask(seq, pad_idx=0)",
+    )
 
 
 @PADDING.test("shapes")
 def shape_and_dtype(ctx: Ctx) -> None:
     for lengths, total in (([3, 5], 5), ([1], 1), ([2, 4, 1], 4)):
-        seq = _seq(lengths, total)
+        seq = padded_tokens(lengths, total)
         out = learner_call(ctx.obj, seq.clone(), what=f"create_padding_mask(seq of shape {list(seq.shape)})")
-        expect_bool_mask(out, [len(lengths), 1, 1, total], f"The padding mask for seq {list(seq.shape)}",
-                         "padding_mask_shape")
+        expect_bool_mask(
+            out, [len(lengths), 1, 1, total], f"The padding mask for seq {list(seq.shape)}", "padding_mask_shape"
+        )
 
 
 @PADDING.test("numbers")
 def true_for_real_tokens(ctx: Ctx) -> None:
-    seq = _seq([3, 5, 1], 5)
+    seq = padded_tokens([3, 5, 1], 5)
     out = learner_call(ctx.obj, seq.clone(), what="create_padding_mask(seq)")
     expected = solutions.create_padding_mask(seq)
     _mask_values(out, expected, "Your padding mask", {"padding_mask_polarity": ~expected})
@@ -75,19 +101,23 @@ def true_for_real_tokens(ctx: Ctx) -> None:
 
 @PADDING.test("numbers")
 def uses_pad_idx(ctx: Ctx) -> None:
-    seq = _seq([2, 4], 4, pad=3)
+    seq = padded_tokens([2, 4], 4, pad=3)
     out = learner_call(ctx.obj, seq.clone(), pad_idx=3, what="create_padding_mask(seq, pad_idx=3)")
     expected = solutions.create_padding_mask(seq, 3)
-    _mask_values(expect_bool_mask(out, [2, 1, 1, 4], "The padding mask with pad_idx=3"), expected,
-                 "Your padding mask with pad_idx=3", {"padding_mask_polarity": ~expected})
+    _mask_values(
+        expect_bool_mask(out, [2, 1, 1, 4], "The padding mask with pad_idx=3"),
+        expected,
+        "Your padding mask with pad_idx=3",
+        {"padding_mask_polarity": ~expected},
+    )
 
 
 @PADDING.test("hygiene")
 def does_not_change_seq(ctx: Ctx) -> None:
-    seq = _seq([2, 4], 4)
-    before = snapshot(seq)
-    learner_call(ctx.obj, seq, what="create_padding_mask(seq)")
-    expect_unchanged(before, (seq,), ["seq"], "create_padding_mask")
+    seq = padded_tokens([2, 4], 4)
+    expect_inputs_unchanged(
+        "create_padding_mask", {"seq": seq}, lambda: learner_call(ctx.obj, seq, what="create_padding_mask(seq)")
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -111,9 +141,11 @@ def true_on_and_below_the_diagonal(ctx: Ctx) -> None:
         out = learner_call(ctx.obj, size, what=f"create_future_mask({size})")
         expected = solutions.create_future_mask(size)
         ones = torch.ones(size, size, dtype=torch.bool)
-        hyps = {"future_mask_excludes_diagonal": torch.tril(ones, -1)[None, None],
-                "future_mask_upper": torch.triu(ones)[None, None],
-                "future_mask_upper#strict": torch.triu(ones, 1)[None, None]}
+        hyps = {
+            "future_mask_excludes_diagonal": torch.tril(ones, -1)[None, None],
+            "future_mask_upper": torch.triu(ones)[None, None],
+            "future_mask_upper#strict": torch.triu(ones, 1)[None, None],
+        }
         _mask_values(out, expected, f"Your create_future_mask({size})", hyps)
 
 
@@ -121,11 +153,14 @@ def true_on_and_below_the_diagonal(ctx: Ctx) -> None:
 # create_masks
 # --------------------------------------------------------------------------------------------------
 def _call_masks(ctx: Ctx, src, tgt, **kwargs):
-    out = learner_call(ctx.obj, src.clone(), tgt.clone(), what=f"create_masks(src {list(src.shape)}, "
-                       f"tgt {list(tgt.shape)})", **kwargs)
+    out = learner_call(
+        ctx.obj, src.clone(), tgt.clone(), what=f"create_masks(src {list(src.shape)}, tgt {list(tgt.shape)})", **kwargs
+    )
     if not isinstance(out, (tuple, list)) or len(out) != 2:
-        raise Fail("create_masks should return two masks, (src_mask, tgt_mask), but returned "
-                   f"{type(out).__name__}.", ["returns_wrong_type"])
+        raise Fail(
+            f"create_masks should return two masks, (src_mask, tgt_mask), but returned {type(out).__name__}.",
+            ["returns_wrong_type"],
+        )
     return out
 
 
@@ -137,8 +172,9 @@ def _tgt_mask_full(mask, b: int, t: int, what: str) -> torch.Tensor:
     try:
         full = mask.expand(b, 1, t, t)
     except RuntimeError:
-        raise Fail(f"{what} should have shape [B, 1, T, T] = {[b, 1, t, t]}, but yours has shape "
-                   f"{list(mask.shape)}.") from None
+        raise Fail(
+            f"{what} should have shape [B, 1, T, T] = {[b, 1, t, t]}, but yours has shape {list(mask.shape)}."
+        ) from None
     if mask.dtype != torch.bool:
         raise Fail(f"{what} should be a torch.bool tensor, but yours is {mask.dtype}.", ["returns_wrong_type"])
     return full
@@ -146,15 +182,20 @@ def _tgt_mask_full(mask, b: int, t: int, what: str) -> torch.Tensor:
 
 @MASKS.test("interface")
 def signature(ctx: Ctx) -> None:  # noqa: F811
-    src, tgt = _seq([2], 3), _seq([2], 4)
-    expect_signature(ctx.obj, "create_masks", ((src, tgt), {}), ((src, tgt), {"pad_idx": 0}),
-                     shown="create_masks(src, tgt, pad_idx=0)")
+    src, tgt = padded_tokens([2], 3), padded_tokens([2], 4)
+    expect_signature(
+        ctx.obj,
+        "create_masks",
+        ((src, tgt), {}),
+        ((src, tgt), {"pad_idx": 0}),
+        shown="create_masks(src, tgt, pad_idx=0)",
+    )
 
 
 @MASKS.test("shapes")
 def shapes_and_dtypes(ctx: Ctx) -> None:
     for b, s, t in ((2, 5, 4), (1, 1, 1), (3, 2, 6)):
-        src, tgt = _seq([s] * b, s), _seq([t] * b, t)
+        src, tgt = padded_tokens([s] * b, s), padded_tokens([t] * b, t)
         src_mask, tgt_mask = _call_masks(ctx, src, tgt)
         expect_bool_mask(src_mask, [b, 1, 1, s], f"src_mask for src {[b, s]}", "padding_mask_shape")
         _tgt_mask_full(tgt_mask, b, t, f"tgt_mask for tgt {[b, t]}")
@@ -162,22 +203,34 @@ def shapes_and_dtypes(ctx: Ctx) -> None:
 
 @MASKS.test("numbers")
 def both_masks_are_right(ctx: Ctx) -> None:
-    src, tgt = _seq([3, 5], 5), _seq([4, 2], 4)
+    src, tgt = padded_tokens([3, 5], 5), padded_tokens([4, 2], 4)
     src_mask, tgt_mask = _call_masks(ctx, src, tgt)
     ref_src, ref_tgt = solutions.create_masks(src, tgt)
-    _mask_values(expect_bool_mask(src_mask, [2, 1, 1, 5], "src_mask", "padding_mask_shape"), ref_src,
-                 "Your src_mask", {"padding_mask_polarity": ~ref_src})
+    _mask_values(
+        expect_bool_mask(src_mask, [2, 1, 1, 5], "src_mask", "padding_mask_shape"),
+        ref_src,
+        "Your src_mask",
+        {"padding_mask_polarity": ~ref_src},
+    )
     full = _tgt_mask_full(tgt_mask, 2, 4, "tgt_mask")
     pad = solutions.create_padding_mask(tgt).expand(2, 1, 4, 4)
     future = solutions.create_future_mask(4).expand(2, 1, 4, 4)
-    _mask_values(full, ref_tgt.expand(2, 1, 4, 4), "Your tgt_mask",
-                 {"tgt_mask_missing_padding": future, "tgt_mask_missing_future": pad,
-                  "padding_mask_polarity": ~pad & future, "future_mask_upper": pad & future.transpose(-1, -2)})
+    _mask_values(
+        full,
+        ref_tgt.expand(2, 1, 4, 4),
+        "Your tgt_mask",
+        {
+            "tgt_mask_missing_padding": future,
+            "tgt_mask_missing_future": pad,
+            "padding_mask_polarity": ~pad & future,
+            "future_mask_upper": pad & future.transpose(-1, -2),
+        },
+    )
 
 
 @MASKS.test("numbers")
 def uses_pad_idx(ctx: Ctx) -> None:  # noqa: F811
-    src, tgt = _seq([2, 4], 4, pad=2), _seq([3, 1], 3, pad=2)
+    src, tgt = padded_tokens([2, 4], 4, pad=2), padded_tokens([3, 1], 3, pad=2)
     src_mask, tgt_mask = _call_masks(ctx, src, tgt, pad_idx=2)
     ref_src, ref_tgt = solutions.create_masks(src, tgt, 2)
     _mask_values(expect_bool_mask(src_mask, [2, 1, 1, 4], "src_mask"), ref_src, "Your src_mask with pad_idx=2", {})
@@ -186,15 +239,15 @@ def uses_pad_idx(ctx: Ctx) -> None:  # noqa: F811
 
 @MASKS.test("hygiene")
 def does_not_change_its_inputs(ctx: Ctx) -> None:
-    src, tgt = _seq([2, 4], 4), _seq([3, 1], 3)
-    before = snapshot(src, tgt)
-    learner_call(ctx.obj, src, tgt, what="create_masks(src, tgt)")
-    expect_unchanged(before, (src, tgt), ["src", "tgt"], "create_masks")
+    src, tgt = padded_tokens([2, 4], 4), padded_tokens([3, 1], 3)
+    expect_inputs_unchanged(
+        "create_masks", {"src": src, "tgt": tgt}, lambda: learner_call(ctx.obj, src, tgt, what="create_masks(src, tgt)")
+    )
 
 
 @MASKS.own_parts_test
-def with_your_own_parts(ctx: Ctx) -> None:  # noqa: F811
-    src, tgt = _seq([3, 5], 5), _seq([4, 2], 4)
+def with_your_own_parts(ctx: Ctx) -> None:
+    src, tgt = padded_tokens([3, 5], 5), padded_tokens([4, 2], 4)
 
     def run(fn):
         src_mask, tgt_mask = fn(src, tgt)
@@ -206,9 +259,20 @@ def with_your_own_parts(ctx: Ctx) -> None:  # noqa: F811
 # --------------------------------------------------------------------------------------------------
 # DecoderLayer
 # --------------------------------------------------------------------------------------------------
-def decoder_layer_variant(ref, x, memory, src_mask, tgt_mask, *, norm: str = "post",
-                          residual: tuple = (True, True, True), kv: str = "memory", cross_mask: str = "src",
-                          self_mask: str = "tgt", norms: tuple = ("norm1", "norm2", "norm3")):
+def decoder_layer_variant(
+    ref,
+    x,
+    memory,
+    src_mask,
+    tgt_mask,
+    *,
+    norm: str = "post",
+    residual: tuple = (True, True, True),
+    kv: str = "memory",
+    cross_mask: str = "src",
+    self_mask: str = "tgt",
+    norms: tuple = ("norm1", "norm2", "norm3"),
+):
     """The post-norm decoder layer (eval mode) and its classic mistakes."""
     masks = {"src": src_mask, "tgt": tgt_mask, "none": None}
 
@@ -223,14 +287,21 @@ def decoder_layer_variant(ref, x, memory, src_mask, tgt_mask, *, norm: str = "po
     if kv == "swapped":  # queries from the encoder output, keys and values from the decoder
         x = sublayer(x, lambda t: ref.cross_attn(memory, t, t, masks[cross_mask]), n2, residual[1])
     else:
-        x = sublayer(x, lambda t: ref.cross_attn(t, t if source is None else source,
-                                                 t if source is None else source, masks[cross_mask]), n2, residual[1])
+        x = sublayer(
+            x,
+            lambda t: ref.cross_attn(
+                t, t if source is None else source, t if source is None else source, masks[cross_mask]
+            ),
+            n2,
+            residual[1],
+        )
     return sublayer(x, ref.feed_forward, n3, residual[2])
 
 
 def layer_hypotheses(ref, x, memory, src_mask, tgt_mask) -> dict:
     variants = {
-        "prenorm": dict(norm="pre"), "missing_residual": dict(residual=(False, False, False)),
+        "prenorm": dict(norm="pre"),
+        "missing_residual": dict(residual=(False, False, False)),
         "missing_residual#1": dict(residual=(False, True, True)),
         "missing_residual#2": dict(residual=(True, False, True)),
         "missing_residual#3": dict(residual=(True, True, False)),
@@ -246,11 +317,20 @@ def layer_hypotheses(ref, x, memory, src_mask, tgt_mask) -> dict:
         "mask_not_passed": dict(self_mask="none", cross_mask="none"),
         "cross_attn_wrong_mask#swapped": dict(self_mask="src", cross_mask="tgt"),
     }
-    for i, norms in enumerate([("norm1", "norm1", "norm1"), ("norm1", "norm1", "norm3"), ("norm1", "norm2", "norm2"),
-                               ("norm1", "norm2", "norm1"), ("norm2", "norm2", "norm3")]):
+    for i, norms in enumerate(
+        [
+            ("norm1", "norm1", "norm1"),
+            ("norm1", "norm1", "norm3"),
+            ("norm1", "norm2", "norm2"),
+            ("norm1", "norm2", "norm1"),
+            ("norm2", "norm2", "norm3"),
+        ]
+    ):
         variants[f"norms_shared#{i}"] = dict(norms=norms)
-    return {k: (lambda kw=kw: decoder_layer_variant(ref, x, memory, src_mask, tgt_mask, **kw).detach())
-            for k, kw in variants.items()}
+    return {
+        k: (lambda kw=kw: decoder_layer_variant(ref, x, memory, src_mask, tgt_mask, **kw).detach())
+        for k, kw in variants.items()
+    }
 
 
 def _layer_pair(ctx: Ctx, dropout: float = 0.1):
@@ -260,7 +340,7 @@ def _layer_pair(ctx: Ctx, dropout: float = 0.1):
 def _layer_inputs(b: int = 2, s: int = 6, t: int = 5, dtype=torch.float32):
     x, memory = torch.randn(b, t, D_MODEL, dtype=dtype), torch.randn(b, s, D_MODEL, dtype=dtype)
     src_mask = padding_mask([max(s - 2, 1)] + [s] * (b - 1), s)
-    tgt = _seq([t] + [max(t - 1, 1)] * (b - 1), t)
+    tgt = padded_tokens([t] + [max(t - 1, 1)] * (b - 1), t)
     tgt_mask = solutions.create_masks(torch.ones(b, s, dtype=torch.long), tgt)[1]
     return x, memory, src_mask, tgt_mask
 
@@ -281,44 +361,64 @@ def _diagnose_layer(mine, ref) -> list[str]:
 
 
 @LAYER.test("interface")
-def constructor_and_parameters(ctx: Ctx) -> None:  # noqa: F811
-    expect_init_signature(ctx, "(d_model, num_heads, d_ff, dropout=0.1)", ((D_MODEL, HEADS, D_FF), {}),
-                          ((D_MODEL, HEADS, D_FF), {"dropout": 0.1}))
+def constructor_and_parameters(ctx: Ctx) -> None:
+    expect_init_signature(
+        ctx,
+        "(d_model, num_heads, d_ff, dropout=0.1)",
+        ((D_MODEL, HEADS, D_FF), {}),
+        ((D_MODEL, HEADS, D_FF), {"dropout": 0.1}),
+    )
     mine, ref = _layer_pair(ctx)
     x = torch.zeros(1, 2, D_MODEL)
-    expect_forward_signature(mine, "DecoderLayer", "(x, encoder_output, src_mask=None, tgt_mask=None)",
-                             ((x, x), {}), ((x, x, None, None), {}))
+    expect_forward_signature(
+        mine,
+        "DecoderLayer",
+        "(x, encoder_output, src_mask=None, tgt_mask=None)",
+        ((x, x), {}),
+        ((x, x, None, None), {}),
+    )
     expect_independent(mine, ref, "DecoderLayer")
 
 
 @LAYER.test("shapes")
-def output_shape(ctx: Ctx) -> None:  # noqa: F811
+def output_shape(ctx: Ctx) -> None:
     mine, ref = _layer_pair(ctx)
     for b, s, t in ((2, 5, 5), (2, 6, 4), (1, 1, 1), (3, 2, 7)):
         x, memory, src_mask, tgt_mask = _layer_inputs(b, s, t)
         try:
-            expect_shape(_run_layer(mine, x, memory, src_mask, tgt_mask), [b, t, D_MODEL],
-                         f"The output for x [{b}, {t}, {D_MODEL}] and encoder_output [{b}, {s}, {D_MODEL}]")
+            expect_shape(
+                _run_layer(mine, x, memory, src_mask, tgt_mask),
+                [b, t, D_MODEL],
+                f"The output for x [{b}, {t}, {D_MODEL}] and encoder_output [{b}, {s}, {D_MODEL}]",
+            )
         except Fail as fail:
             raise Fail(fail.message, fail.diagnoses or _diagnose_layer(mine, ref)) from None
 
 
 @LAYER.test("numbers")
-def matches_the_post_norm_layer(ctx: Ctx) -> None:  # noqa: F811
+def matches_the_post_norm_layer(ctx: Ctx) -> None:
     mine, ref = _layer_pair(ctx)
     for s, t in ((5, 5), (6, 4)):
         inputs = _layer_inputs(2, s, t)
         try:
-            compare(_run_layer(mine, *inputs), ref(*inputs),
-                    f"Your DecoderLayer's output (eval mode, padded batch, source length {s}, target length {t})",
-                    layer_hypotheses(ref, *inputs))
+            compare(
+                _run_layer(mine, *inputs),
+                ref(*inputs),
+                f"Your DecoderLayer's output (eval mode, padded batch, source length {s}, target length {t})",
+                layer_hypotheses(ref, *inputs),
+            )
         except Fail as fail:
-            blame_submodules(ctx, lambda: _layer_pair(ctx), lambda m: m(*inputs),
-                             ["self_attn", "cross_attn", "feed_forward", "norm1", "norm2", "norm3"], fail)
+            blame_submodules(
+                ctx,
+                lambda: _layer_pair(ctx),
+                lambda m, inputs=inputs: m(*inputs),
+                ["self_attn", "cross_attn", "feed_forward", "norm1", "norm2", "norm3"],
+                fail,
+            )
 
 
 @LAYER.test("properties")
-def dropout_only_on_sublayer_outputs(ctx: Ctx) -> None:  # noqa: F811
+def dropout_only_on_sublayer_outputs(ctx: Ctx) -> None:
     mine, ref = _layer_pair(ctx, dropout=0.5)
     zero_sublayer_outputs(ref, ["self_attn.W_o", "cross_attn.W_o", "feed_forward.W_2"])
     load_into(mine, ref, "DecoderLayer")
@@ -328,48 +428,41 @@ def dropout_only_on_sublayer_outputs(ctx: Ctx) -> None:  # noqa: F811
     for _ in range(2):
         out = _run_layer(mine, x, memory, src_mask, tgt_mask)
         if not torch.allclose(out.detach(), expected, atol=1e-5):
-            raise Fail("With all three sub-layers' outputs set to zero, your DecoderLayer in train mode should "
-                       "give norm3(norm2(norm1(x))) exactly, whatever dropout does; yours gives something else, "
-                       "so dropout acts on more than the sub-layer outputs.", ["dropout_after_residual"])
+            raise Fail(
+                "With all three sub-layers' outputs set to zero, your DecoderLayer in train mode should "
+                "give norm3(norm2(norm1(x))) exactly, whatever dropout does; yours gives something else, "
+                "so dropout acts on more than the sub-layer outputs.",
+                ["dropout_after_residual"],
+            )
 
 
 @LAYER.test("properties")
-def dropout_is_used_in_train_mode(ctx: Ctx) -> None:  # noqa: F811
+def dropout_is_used_in_train_mode(ctx: Ctx) -> None:
     mine, ref = _layer_pair(ctx, dropout=0.5)
     x, memory, src_mask, tgt_mask = _layer_inputs()
     learner_call(mine.train, what="DecoderLayer.train()")
-    if torch.allclose(_run_layer(mine, x, memory, src_mask, tgt_mask).detach(),
-                      ref(x, memory, src_mask, tgt_mask).detach()):
-        raise Fail("Your DecoderLayer(dropout=0.5) gives the same output in train mode as in eval mode.",
-                   ["dropout_missing"])
+    if torch.allclose(
+        _run_layer(mine, x, memory, src_mask, tgt_mask).detach(), ref(x, memory, src_mask, tgt_mask).detach()
+    ):
+        raise Fail(
+            "Your DecoderLayer(dropout=0.5) gives the same output in train mode as in eval mode.", ["dropout_missing"]
+        )
 
 
 @LAYER.test("properties")
-def gradients_match(ctx: Ctx) -> None:  # noqa: F811
+def gradients_match(ctx: Ctx) -> None:
     mine, ref = _layer_pair(ctx)
     x, memory, src_mask, tgt_mask = _layer_inputs()
     grads_match(mine, ref, lambda m: m(x, memory, src_mask, tgt_mask), "DecoderLayer")
 
 
-@LAYER.test("hygiene")
-def does_not_change_its_inputs(ctx: Ctx) -> None:  # noqa: F811
-    mine, _ = _layer_pair(ctx)
-    inputs = _layer_inputs()
-    before = snapshot(*inputs)
-    _run_layer(mine, *inputs)
-    expect_unchanged(before, inputs, ["x", "encoder_output", "src_mask", "tgt_mask"], "DecoderLayer")
-
-
-@LAYER.test("hygiene")
-@in_float64
-def works_in_float64_and_keeps_the_device(ctx: Ctx) -> None:  # noqa: F811
-    mine, ref = _layer_pair(ctx)
-    learner_call(mine.double, what="DecoderLayer.double()")
-    inputs = _layer_inputs(dtype=torch.float64)
-    out = _run_layer(mine, *inputs)
-    require_float64(out, "DecoderLayer's output")
-    require_device(out, inputs[0].device, "DecoderLayer's output")
-    compare(out, ref.double()(*inputs), "DecoderLayer's float64 output")
+module_hygiene_tests(
+    LAYER,
+    _layer_pair,
+    lambda dtype: _layer_inputs(dtype=dtype),
+    ["x", "encoder_output", "src_mask", "tgt_mask"],
+    _run_layer,
+)
 
 
 @LAYER.own_parts_test
@@ -386,19 +479,21 @@ STACK_ARGS = (VOCAB, D_MODEL, LAYERS, HEADS, D_FF)
 
 def _stack_pair(ctx: Ctx, dropout: float = 0.1):
     from .ch07_encoder import _stack_keys
+
     return make_pair(ctx, *STACK_ARGS, dropout=dropout, max_seq_length=MAX_LEN, diagnose=_stack_keys)
 
 
 def _stack_inputs(b: int = 2, s: int = 6, t: int = 5, dtype=torch.float32):
-    tgt = _seq([t] + [max(t - 2, 1)] * (b - 1), t)
+    tgt = padded_tokens([t] + [max(t - 2, 1)] * (b - 1), t)
     memory = torch.randn(b, s, D_MODEL, dtype=dtype)
     src_mask = padding_mask([max(s - 2, 1)] + [s] * (b - 1), s)
     tgt_mask = solutions.create_masks(torch.ones(b, s, dtype=torch.long), tgt)[1]
     return tgt, memory, src_mask, tgt_mask
 
 
-def stack_variant(ref, tgt, memory, src_mask, tgt_mask, *, self_mask: bool = True, cross_mask: bool = True,
-                  positions: bool = True):
+def stack_variant(
+    ref, tgt, memory, src_mask, tgt_mask, *, self_mask: bool = True, cross_mask: bool = True, positions: bool = True
+):
     x = ref.embedding(tgt)
     if positions:
         x = ref.positional_encoding(x)
@@ -408,12 +503,16 @@ def stack_variant(ref, tgt, memory, src_mask, tgt_mask, *, self_mask: bool = Tru
 
 
 def stack_hypotheses(ref, tgt, memory, src_mask, tgt_mask) -> dict:
-    variants = {"mask_not_passed": dict(self_mask=False, cross_mask=False),
-                "self_attn_no_future_mask": dict(self_mask=False),
-                "mask_not_passed#cross": dict(cross_mask=False),
-                "pe_not_added": dict(positions=False)}
-    hyps = {k: (lambda kw=kw: stack_variant(ref, tgt, memory, src_mask, tgt_mask, **kw).detach())
-            for k, kw in variants.items()}
+    variants = {
+        "mask_not_passed": dict(self_mask=False, cross_mask=False),
+        "self_attn_no_future_mask": dict(self_mask=False),
+        "mask_not_passed#cross": dict(cross_mask=False),
+        "pe_not_added": dict(positions=False),
+    }
+    hyps = {
+        k: (lambda kw=kw: stack_variant(ref, tgt, memory, src_mask, tgt_mask, **kw).detach())
+        for k, kw in variants.items()
+    }
     final = solutions.LayerNorm(D_MODEL)
     hyps["final_layer_norm"] = lambda: final(stack_variant(ref, tgt, memory, src_mask, tgt_mask)).detach()
     return hyps
@@ -426,13 +525,21 @@ def _run_stack(module, tgt, memory, src_mask=None, tgt_mask=None):
 
 @STACK.test("interface")
 def constructor_and_parameters(ctx: Ctx) -> None:  # noqa: F811
-    expect_init_signature(ctx, "(vocab_size, d_model=512, num_layers=6, num_heads=8, d_ff=2048, dropout=0.1, "
-                          "max_seq_length=5000)", (STACK_ARGS, {"dropout": 0.1, "max_seq_length": MAX_LEN}),
-                          ((VOCAB,), {}))
+    expect_init_signature(
+        ctx,
+        "(vocab_size, d_model=512, num_layers=6, num_heads=8, d_ff=2048, dropout=0.1, max_seq_length=5000)",
+        (STACK_ARGS, {"dropout": 0.1, "max_seq_length": MAX_LEN}),
+        ((VOCAB,), {}),
+    )
     mine, ref = _stack_pair(ctx)
-    tgt, memory = _seq([2], 2), torch.zeros(1, 3, D_MODEL)
-    expect_forward_signature(mine, "Decoder", "(tgt, encoder_output, src_mask=None, tgt_mask=None)",
-                             ((tgt, memory), {}), ((tgt, memory, None, None), {}))
+    tgt, memory = padded_tokens([2], 2), torch.zeros(1, 3, D_MODEL)
+    expect_forward_signature(
+        mine,
+        "Decoder",
+        "(tgt, encoder_output, src_mask=None, tgt_mask=None)",
+        ((tgt, memory), {}),
+        ((tgt, memory, None, None), {}),
+    )
     expect_independent(mine, ref, "Decoder")
 
 
@@ -440,8 +547,11 @@ def constructor_and_parameters(ctx: Ctx) -> None:  # noqa: F811
 def output_shape(ctx: Ctx) -> None:  # noqa: F811
     mine, _ = _stack_pair(ctx)
     for b, s, t in ((2, 5, 5), (2, 6, 4), (1, 1, 1), (3, 2, 7)):
-        expect_shape(_run_stack(mine, *_stack_inputs(b, s, t)), [b, t, D_MODEL],
-                     f"The output for tgt [{b}, {t}] and encoder_output [{b}, {s}, {D_MODEL}]")
+        expect_shape(
+            _run_stack(mine, *_stack_inputs(b, s, t)),
+            [b, t, D_MODEL],
+            f"The output for tgt [{b}, {t}] and encoder_output [{b}, {s}, {D_MODEL}]",
+        )
 
 
 @STACK.test("numbers")
@@ -449,15 +559,20 @@ def matches_the_reference_decoder(ctx: Ctx) -> None:
     mine, ref = _stack_pair(ctx)
     inputs = _stack_inputs()
     try:
-        compare(_run_stack(mine, *inputs), ref(*inputs), "Your Decoder's output (eval mode, padded batch)",
-                stack_hypotheses(ref, *inputs))
+        compare(
+            _run_stack(mine, *inputs),
+            ref(*inputs),
+            "Your Decoder's output (eval mode, padded batch)",
+            stack_hypotheses(ref, *inputs),
+        )
     except Fail as fail:
-        blame_submodules(ctx, lambda: _stack_pair(ctx), lambda m: m(*inputs), ["embedding", "positional_encoding"],
-                         fail)
+        blame_submodules(
+            ctx, lambda: _stack_pair(ctx), lambda m: m(*inputs), ["embedding", "positional_encoding"], fail
+        )
 
 
 @STACK.test("properties")
-def dropout_on_the_sum_of_embeddings_and_positions(ctx: Ctx) -> None:  # noqa: F811
+def dropout_on_the_sum_of_embeddings_and_positions(ctx: Ctx) -> None:
     mine, ref = _stack_pair(ctx, dropout=0.5)
     tgt, memory, _, _ = _stack_inputs()
     embedding_dropout_check(ctx, mine, ref, lambda m: m(tgt, memory, None, None), "Decoder", tgt)
@@ -470,25 +585,14 @@ def gradients_match(ctx: Ctx) -> None:  # noqa: F811
     grads_match(mine, ref, lambda m: m(*inputs), "Decoder")
 
 
-@STACK.test("hygiene")
-def does_not_change_its_inputs(ctx: Ctx) -> None:  # noqa: F811
-    mine, _ = _stack_pair(ctx)
-    inputs = _stack_inputs()
-    before = snapshot(*inputs)
-    _run_stack(mine, *inputs)
-    expect_unchanged(before, inputs, ["tgt", "encoder_output", "src_mask", "tgt_mask"], "Decoder")
-
-
-@STACK.test("hygiene")
-@in_float64
-def works_in_float64_and_keeps_the_device(ctx: Ctx) -> None:  # noqa: F811
-    mine, ref = _stack_pair(ctx)
-    learner_call(mine.double, what="Decoder.double()")
-    inputs = _stack_inputs(dtype=torch.float64)
-    out = _run_stack(mine, *inputs)
-    require_float64(out, "Decoder's output")
-    require_device(out, inputs[1].device, "Decoder's output")
-    compare(out, ref.double()(*inputs), "Decoder's float64 output")
+module_hygiene_tests(
+    STACK,
+    _stack_pair,
+    lambda dtype: _stack_inputs(dtype=dtype),
+    ["tgt", "encoder_output", "src_mask", "tgt_mask"],
+    _run_stack,
+    device_of=1,
+)
 
 
 @STACK.own_parts_test

@@ -9,9 +9,24 @@ import torch
 import solutions
 
 from ..core import Ctx, Fail, Spec, learner_call
-from .common import (in_float64, D_FF, D_MODEL, HEADS, LAYERS, MAX_LEN, compare, expect_forward_signature, expect_independent,
-                     expect_init_signature, expect_module, expect_shape, expect_unchanged, grads_match, make_pair,
-                     own_parts_check, require_device, require_float64, snapshot)
+from .common import (
+    D_FF,
+    D_MODEL,
+    HEADS,
+    LAYERS,
+    MAX_LEN,
+    compare,
+    expect_forward_signature,
+    expect_independent,
+    expect_init_signature,
+    expect_module,
+    expect_shape,
+    grads_match,
+    make_pair,
+    module_hygiene_tests,
+    own_parts_check,
+    padded_tokens,
+)
 
 SPEC = Spec("Transformer", solutions.Transformer)
 SRC_V, TGT_V = 13, 11
@@ -23,15 +38,8 @@ def _pair(ctx: Ctx, **kwargs):
     return make_pair(ctx, args.pop("src_vocab_size", SRC_V), args.pop("tgt_vocab_size", TGT_V), **args)
 
 
-def _seq(lengths: list[int], total: int, vocab: int) -> torch.Tensor:
-    seq = torch.randint(1, vocab, (len(lengths), total))
-    for i, n in enumerate(lengths):
-        seq[i, n:] = 0
-    return seq
-
-
 def _inputs():
-    return _seq([4, 6], 6, SRC_V), _seq([5, 3], 5, TGT_V)
+    return padded_tokens([4, 6], 6, SRC_V), padded_tokens([5, 3], 5, TGT_V)
 
 
 def _run(module, src, tgt):
@@ -54,7 +62,8 @@ def forward_variant(ref, src, tgt, *, src_mask: str = "pad", tgt_mask: str = "bo
 
 def hypotheses(ref, src, tgt) -> dict:
     variants = {
-        "softmax_in_forward": dict(out="softmax"), "softmax_in_forward#log": dict(out="log_softmax"),
+        "softmax_in_forward": dict(out="softmax"),
+        "softmax_in_forward#log": dict(out="log_softmax"),
         "forward_masks_wrong": dict(src_mask="none", tgt_mask="none"),
         "forward_masks_wrong#future-only": dict(tgt_mask="future"),
         "forward_masks_wrong#pad-only": dict(tgt_mask="pad"),
@@ -66,9 +75,13 @@ def hypotheses(ref, src, tgt) -> dict:
 
 @SPEC.test("interface")
 def constructor_and_parameters(ctx: Ctx) -> None:
-    expect_init_signature(ctx, "(src_vocab_size, tgt_vocab_size, d_model=512, num_layers=6, num_heads=8, "
-                          "d_ff=2048, dropout=0.1, max_seq_length=5000, pad_idx=0, share_embeddings=False)",
-                          ((SRC_V, TGT_V), SIZES), ((SRC_V, TGT_V), {"pad_idx": 0, "share_embeddings": False}))
+    expect_init_signature(
+        ctx,
+        "(src_vocab_size, tgt_vocab_size, d_model=512, num_layers=6, num_heads=8, "
+        "d_ff=2048, dropout=0.1, max_seq_length=5000, pad_idx=0, share_embeddings=False)",
+        ((SRC_V, TGT_V), SIZES),
+        ((SRC_V, TGT_V), {"pad_idx": 0, "share_embeddings": False}),
+    )
     mine, ref = _pair(ctx)
     src, tgt = _inputs()
     expect_forward_signature(mine, "Transformer", "(src, tgt)", ((src, tgt), {}))
@@ -82,23 +95,33 @@ def constructor_and_parameters(ctx: Ctx) -> None:
 def output_shapes(ctx: Ctx) -> None:
     mine, _ = _pair(ctx)
     for b, s, t in ((2, 6, 5), (1, 1, 1), (3, 3, 7)):
-        src, tgt = _seq([s] * b, s, SRC_V), _seq([t] * b, t, TGT_V)
+        src, tgt = padded_tokens([s] * b, s, SRC_V), padded_tokens([t] * b, t, TGT_V)
         expect_shape(_run(mine, src, tgt), [b, t, TGT_V], f"The logits for src [{b}, {s}] and tgt [{b}, {t}]")
     src, tgt = _inputs()
     src_mask = solutions.create_padding_mask(src)
-    memory = expect_shape(learner_call(mine.encode, src, src_mask, what="Transformer.encode(src, src_mask)"),
-                          [2, 6, D_MODEL], "encode's output")
+    memory = expect_shape(
+        learner_call(mine.encode, src, src_mask, what="Transformer.encode(src, src_mask)"),
+        [2, 6, D_MODEL],
+        "encode's output",
+    )
     tgt_mask = solutions.create_masks(src, tgt)[1]
-    expect_shape(learner_call(mine.decode, tgt, memory, src_mask, tgt_mask, what="Transformer.decode(...)"),
-                 [2, 5, D_MODEL], "decode's output (before the generator)")
+    expect_shape(
+        learner_call(mine.decode, tgt, memory, src_mask, tgt_mask, what="Transformer.decode(...)"),
+        [2, 5, D_MODEL],
+        "decode's output (before the generator)",
+    )
 
 
 @SPEC.test("numbers")
 def logits_match_the_reference(ctx: Ctx) -> None:
     mine, ref = _pair(ctx)
     src, tgt = _inputs()
-    compare(_run(mine, src, tgt), ref(src, tgt), "Your Transformer's logits (eval mode, padded batch)",
-            hypotheses(ref, src, tgt))
+    compare(
+        _run(mine, src, tgt),
+        ref(src, tgt),
+        "Your Transformer's logits (eval mode, padded batch)",
+        hypotheses(ref, src, tgt),
+    )
 
 
 @SPEC.test("numbers")
@@ -108,9 +131,13 @@ def uses_its_pad_idx(ctx: Ctx) -> None:
     src, tgt = src + 1, tgt + 1  # real tokens 2.., padding 1
     src[src == SRC_V] = 2
     tgt[tgt == TGT_V] = 2
-    wrong_pad = lambda: forward_variant(ref, src, tgt).detach()  # noqa: E731 - masks built with pad 0
-    compare(_run(mine, src, tgt), ref(src, tgt), "Your Transformer(pad_idx=1)'s logits on a batch padded with 1",
-            {"forward_masks_wrong": wrong_pad, **hypotheses(ref, src, tgt)})
+    wrong_pad = lambda: forward_variant(ref, src, tgt).detach()
+    compare(
+        _run(mine, src, tgt),
+        ref(src, tgt),
+        "Your Transformer(pad_idx=1)'s logits on a batch padded with 1",
+        {"forward_masks_wrong": wrong_pad, **hypotheses(ref, src, tgt)},
+    )
 
 
 @SPEC.test("numbers")
@@ -120,8 +147,11 @@ def encode_and_decode_match(ctx: Ctx) -> None:
     src_mask, tgt_mask = solutions.create_masks(src, tgt)
     memory = ref.encode(src, src_mask)
     compare(learner_call(mine.encode, src, src_mask, what="Transformer.encode"), memory, "encode's output")
-    compare(learner_call(mine.decode, tgt, memory, src_mask, tgt_mask, what="Transformer.decode"),
-            ref.decode(tgt, memory, src_mask, tgt_mask), "decode's output")
+    compare(
+        learner_call(mine.decode, tgt, memory, src_mask, tgt_mask, what="Transformer.decode"),
+        ref.decode(tgt, memory, src_mask, tgt_mask),
+        "decode's output",
+    )
 
 
 @SPEC.test("properties")
@@ -129,15 +159,23 @@ def generator_shares_the_target_embedding(ctx: Ctx) -> None:
     model = expect_module(ctx.new(SRC_V, TGT_V, **SIZES), "Transformer")
     generator, embedding = getattr(model, "generator", None), model.decoder.embedding.embedding
     if generator is None or generator.weight is not embedding.weight:
-        raise Fail("`generator.weight` should be the very same Parameter as "
-                   "`decoder.embedding.embedding.weight` (section 3.4).", ["generator_not_tied"])
+        raise Fail(
+            "`generator.weight` should be the very same Parameter as "
+            "`decoder.embedding.embedding.weight` (section 3.4).",
+            ["generator_not_tied"],
+        )
     shared = expect_module(ctx.new(TGT_V, TGT_V, share_embeddings=True, **SIZES), "Transformer")
     if shared.encoder.embedding.embedding.weight is not shared.decoder.embedding.embedding.weight:
-        raise Fail("With share_embeddings=True, `encoder.embedding.embedding.weight` should be the very same "
-                   "Parameter as the decoder's.", ["shared_embeddings_not_tied"])
+        raise Fail(
+            "With share_embeddings=True, `encoder.embedding.embedding.weight` should be the very same "
+            "Parameter as the decoder's.",
+            ["shared_embeddings_not_tied"],
+        )
     if model.encoder.embedding.embedding.weight is model.decoder.embedding.embedding.weight:
-        raise Fail("With share_embeddings=False (the default), the encoder and decoder embeddings should be "
-                   "separate.", ["shared_embeddings_not_tied"])
+        raise Fail(
+            "With share_embeddings=False (the default), the encoder and decoder embeddings should be separate.",
+            ["shared_embeddings_not_tied"],
+        )
 
 
 @SPEC.test("properties")
@@ -151,8 +189,11 @@ def weight_matrices_start_xavier_uniform(ctx: Ctx) -> None:
         bound = math.sqrt(6.0 / (fan_in + fan_out))
         biggest = param.detach().abs().max().item()
         if biggest > bound * 1.001 or biggest < 0.7 * bound:
-            raise Fail(f"`{name}` (shape {list(param.shape)}) has values up to {biggest:.3g}; Xavier-uniform "
-                       f"values lie in ±{bound:.3g} and fill that range.", ["no_xavier_init"])
+            raise Fail(
+                f"`{name}` (shape {list(param.shape)}) has values up to {biggest:.3g}; Xavier-uniform "
+                f"values lie in ±{bound:.3g} and fill that range.",
+                ["no_xavier_init"],
+            )
 
 
 @SPEC.test("properties")
@@ -163,8 +204,11 @@ def future_target_tokens_do_not_leak(ctx: Ctx) -> None:
     changed[:, 3:] = (changed[:, 3:] % (TGT_V - 1)) + 1
     a, b = _run(mine, src, tgt).detach(), _run(mine, src, changed).detach()
     if not torch.allclose(a[:, :3], b[:, :3], atol=1e-5):
-        raise Fail("Changing the target tokens from position 3 on changed your logits at positions 0-2: "
-                   "the decoder can see the future.", ["forward_masks_wrong"])
+        raise Fail(
+            "Changing the target tokens from position 3 on changed your logits at positions 0-2: "
+            "the decoder can see the future.",
+            ["forward_masks_wrong"],
+        )
 
 
 @SPEC.test("properties")
@@ -173,8 +217,10 @@ def extra_source_padding_changes_nothing(ctx: Ctx) -> None:
     src, tgt = _inputs()
     padded = torch.cat([src, torch.zeros(2, 3, dtype=torch.long)], dim=1)
     if not torch.allclose(_run(mine, src, tgt).detach(), _run(mine, padded, tgt).detach(), atol=1e-5):
-        raise Fail("Adding padding tokens at the end of the source changed your logits: padding must be "
-                   "masked out.", ["forward_masks_wrong"])
+        raise Fail(
+            "Adding padding tokens at the end of the source changed your logits: padding must be masked out.",
+            ["forward_masks_wrong"],
+        )
 
 
 @SPEC.test("properties")
@@ -184,25 +230,7 @@ def gradients_match(ctx: Ctx) -> None:
     grads_match(mine, ref, lambda m: m(src, tgt), "Transformer")
 
 
-@SPEC.test("hygiene")
-def does_not_change_its_inputs(ctx: Ctx) -> None:
-    mine, _ = _pair(ctx)
-    src, tgt = _inputs()
-    before = snapshot(src, tgt)
-    _run(mine, src, tgt)
-    expect_unchanged(before, (src, tgt), ["src", "tgt"], "Transformer")
-
-
-@SPEC.test("hygiene")
-@in_float64
-def works_in_float64_and_keeps_the_device(ctx: Ctx) -> None:
-    mine, ref = _pair(ctx)
-    learner_call(mine.double, what="Transformer.double()")
-    src, tgt = _inputs()
-    out = _run(mine, src, tgt)
-    require_float64(out, "Transformer's logits")
-    require_device(out, src.device, "Transformer's logits")
-    compare(out, ref.double()(src, tgt), "Transformer's float64 logits")
+module_hygiene_tests(SPEC, _pair, lambda dtype: _inputs(), ["src", "tgt"], _run, output="logits")
 
 
 @SPEC.own_parts_test

@@ -15,16 +15,54 @@ from __future__ import annotations
 
 import random
 
-from .data import ParallelCorpus
+from .corpus import ParallelCorpus
 
-EN_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-           "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
-           "nineteen"]
+EN_ONES = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
 EN_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 
-DE_ONES = ["null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun", "zehn",
-           "elf", "zwölf", "dreizehn", "vierzehn", "fünfzehn", "sechzehn", "siebzehn", "achtzehn",
-           "neunzehn"]
+DE_ONES = [
+    "null",
+    "eins",
+    "zwei",
+    "drei",
+    "vier",
+    "fünf",
+    "sechs",
+    "sieben",
+    "acht",
+    "neun",
+    "zehn",
+    "elf",
+    "zwölf",
+    "dreizehn",
+    "vierzehn",
+    "fünfzehn",
+    "sechzehn",
+    "siebzehn",
+    "achtzehn",
+    "neunzehn",
+]
 DE_TENS = ["", "", "zwanzig", "dreißig", "vierzig", "fünfzig", "sechzig", "siebzig", "achtzig", "neunzig"]
 
 MAX_NUMBER = 999_999
@@ -67,8 +105,9 @@ def german(n: int) -> str:
     return f"{head}tausend" + (german(rest) if rest else "")
 
 
-def numbers_corpus(num_train: int = 20_000, num_valid: int = 500, num_test: int = 500,
-                   max_number: int = MAX_NUMBER, seed: int = 0) -> ParallelCorpus:
+def numbers_corpus(
+    num_train: int = 20_000, num_valid: int = 500, num_test: int = 500, max_number: int = MAX_NUMBER, seed: int = 0
+) -> ParallelCorpus:
     """Distinct random numbers in ``0..max_number`` split into train / valid / test (no overlap).
 
     Every number below 100 goes to training (they are the vocabulary everything else is built of);
@@ -80,7 +119,7 @@ def numbers_corpus(num_train: int = 20_000, num_valid: int = 500, num_test: int 
     rng = random.Random(seed)
     basics = list(range(min(100, max_number + 1)))
     others = rng.sample(range(len(basics), max_number + 1), needed - len(basics))
-    held_out, train_rest = others[: num_valid + num_test], others[num_valid + num_test:]
+    held_out, train_rest = others[: num_valid + num_test], others[num_valid + num_test :]
     train = basics + train_rest
     rng.shuffle(train)
 
@@ -88,6 +127,10 @@ def numbers_corpus(num_train: int = 20_000, num_valid: int = 500, num_test: int 
         return [(english(n), german(n)) for n in numbers]
 
     return ParallelCorpus(
-        name="numbers", src_lang="en", tgt_lang="de",
-        train=pairs(train), valid=pairs(held_out[:num_valid]), test=pairs(held_out[num_valid:]),
+        name="numbers",
+        src_lang="en",
+        tgt_lang="de",
+        train=pairs(train),
+        valid=pairs(held_out[:num_valid]),
+        test=pairs(held_out[num_valid:]),
     )

@@ -1,29 +1,20 @@
-"""One interface for both data sources: a ``ParallelCorpus`` of (source, target) sentence pairs."""
+"""``load_corpus(name)``: the built-in numbers task or Multi30k, as a ``ParallelCorpus``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-
-@dataclass
-class ParallelCorpus:
-    """Sentence pairs split into train / valid / test; ``src_lang`` -> ``tgt_lang``."""
-
-    name: str
-    src_lang: str
-    tgt_lang: str
-    train: list[tuple[str, str]]
-    valid: list[tuple[str, str]]
-    test: list[tuple[str, str]]
-
-    def __repr__(self) -> str:
-        return (f"ParallelCorpus({self.name!r}, {self.src_lang}->{self.tgt_lang}, train={len(self.train)}, "
-                f"valid={len(self.valid)}, test={len(self.test)})")
+from .corpus import ParallelCorpus
 
 
-def load_corpus(name: str = "numbers", data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-                base_url: str | None = None, seed: int = 0, num_train: int | None = None) -> ParallelCorpus:
+def load_corpus(
+    name: str = "numbers",
+    data_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    base_url: str | None = None,
+    seed: int = 0,
+    num_train: int | None = None,
+) -> ParallelCorpus:
     """``"numbers"``: the built-in task (no download); ``"multi30k"``: German -> English Multi30k,
     read from ``data_dir`` when given, else downloaded once into ``cache_dir`` and checksum-verified."""
     if name == "numbers":

@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .data import ParallelCorpus
+from .corpus import ParallelCorpus
 
 BASE_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/"
 
@@ -64,12 +64,15 @@ def verify(path: Path, expected: str) -> None:
 
 def manual_instructions(folder: Path, base_url: str) -> str:
     files = "\n".join(f"  {base_url}{name}" for name in SHA256)
-    return (f"Download these six files (with a browser or `curl -O`) and put them in {folder}:\n{files}\n"
-            f"or pass --data-dir FOLDER to read them from a folder of your choice.")
+    return (
+        f"Download these six files (with a browser or `curl -O`) and put them in {folder}:\n{files}\n"
+        f"or pass --data-dir FOLDER to read them from a folder of your choice."
+    )
 
 
-def download(name: str, folder: Path, base_url: str = BASE_URL, expected: str | None = None,
-             timeout: float = 60.0) -> Path:
+def download(
+    name: str, folder: Path, base_url: str = BASE_URL, expected: str | None = None, timeout: float = 60.0
+) -> Path:
     """Fetch ``base_url + name`` into ``folder``, verify it against ``expected`` (default: the published
     SHA-256), and only then give it its final name: a failed download never leaves a file behind."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -93,8 +96,12 @@ def download(name: str, folder: Path, base_url: str = BASE_URL, expected: str | 
     return target
 
 
-def ensure_files(data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-                 base_url: str | None = None, checksums: dict[str, str] | None = None) -> Path:
+def ensure_files(
+    data_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    base_url: str | None = None,
+    checksums: dict[str, str] | None = None,
+) -> Path:
     """The folder holding all six verified files.
 
     With ``data_dir`` the files must already be there (nothing is downloaded); otherwise missing files
@@ -124,8 +131,12 @@ def read_lines(path: Path) -> list[str]:
         return [line.rstrip("\n") for line in handle]
 
 
-def load_multi30k(data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-                  base_url: str | None = None, checksums: dict[str, str] | None = None) -> ParallelCorpus:
+def load_multi30k(
+    data_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    base_url: str | None = None,
+    checksums: dict[str, str] | None = None,
+) -> ParallelCorpus:
     """German -> English Multi30k as a ``ParallelCorpus`` (train 29,000 / valid 1,014 / test 1,000)."""
     folder = ensure_files(data_dir, cache_dir, base_url, checksums)
     splits = {}

@@ -68,8 +68,11 @@ def attention_maps(model, tokenizer, sentence: str, assembly, device, max_len: i
     tgt_ids = [t for t in out if t != PAD_IDX]
     model(src, torch.tensor([tgt_ids], device=device))
     encoder_layer, decoder_layer = model.encoder.layers[-1], model.decoder.layers[-1]
-    weights = [encoder_layer.self_attn.attention_weights, decoder_layer.self_attn.attention_weights,
-               decoder_layer.cross_attn.attention_weights]
+    weights = [
+        encoder_layer.self_attn.attention_weights,
+        decoder_layer.self_attn.attention_weights,
+        decoder_layer.cross_attn.attention_weights,
+    ]
     if any(w is None for w in weights):
         return None
     src_labels, tgt_labels = _token_labels(tokenizer, src_ids), _token_labels(tokenizer, tgt_ids)

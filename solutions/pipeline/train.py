@@ -19,18 +19,22 @@ import json
 import os
 import random
 import time
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, NamedTuple, TextIO
 
 import torch
 import torch.distributed as dist
+from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
-from .assemble import Assembly, assemble
 from .batching import collate, make_batches
 from .bpe import BOS_IDX, EOS_IDX, PAD_IDX, decode, encode, tokenizer_from_json, train_bpe
-from .data import ParallelCorpus, load_corpus
+from .corpus import ParallelCorpus
+from .data import load_corpus
+from .parts import Assembly, reference_assembly
 
 
 @dataclass
@@ -61,8 +65,6 @@ class TrainConfig:
     average_last: int = 5  # average the weights of the last k checkpoints (section 6.1); 1 = none
     beam_size: int = 1  # final test decoding: 1 = greedy, >1 = beam search (section 6.1)
     seed: int = 0
-    use_learner: bool = False  # build the model from the learner's notebooks where they pass
-    chapters_dir: str = "chapters"
     attention: str = "manual"  # "manual" (the contract's, with weights to plot) or "fused" (PyTorch SDPA)
     amp: bool = True  # mixed precision on CUDA
     threads: int | None = None  # CPU threads for torch (None: 1 when the machine is busy, else torch's default)
@@ -70,7 +72,7 @@ class TrainConfig:
     device: str = "auto"
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -82,10 +84,24 @@ PRESETS: dict[str, dict] = {
     # 2-core CPU, 30 minutes = ~2,500 steps, test2016 sacreBLEU 30.2 (benchmarks/bench_multi30k.py).
     # lr_factor 0.5 beat 0.7 (val loss 4.31 vs 4.80 after 10 minutes); 2,048-token batches give twice
     # the updates of 4,096 in the same time.
-    "multi30k": dict(dataset="multi30k", vocab_size=8000, d_model=256, num_layers=3, num_heads=4, d_ff=512,
-                     max_tokens=2048, steps=20_000, warmup_steps=300, lr_factor=0.5, eval_every=1000,
-                     eval_sentences=300, checkpoint_every=200, average_last=5, beam_size=4,
-                     out_dir="runs/multi30k"),
+    "multi30k": dict(
+        dataset="multi30k",
+        vocab_size=8000,
+        d_model=256,
+        num_layers=3,
+        num_heads=4,
+        d_ff=512,
+        max_tokens=2048,
+        steps=20_000,
+        warmup_steps=300,
+        lr_factor=0.5,
+        eval_every=1000,
+        eval_sentences=300,
+        checkpoint_every=200,
+        average_last=5,
+        beam_size=4,
+        out_dir="runs/multi30k",
+    ),
 }
 
 
@@ -146,9 +162,16 @@ def encode_pairs(tokenizer, pairs: list[tuple[str, str]]) -> list[tuple[list[int
 
 
 def model_kwargs(config: TrainConfig, max_len: int) -> dict:
-    return dict(d_model=config.d_model, num_layers=config.num_layers, num_heads=config.num_heads,
-                d_ff=config.d_ff, dropout=config.dropout, max_seq_length=max_len, pad_idx=PAD_IDX,
-                share_embeddings=True)
+    return dict(
+        d_model=config.d_model,
+        num_layers=config.num_layers,
+        num_heads=config.num_heads,
+        d_ff=config.d_ff,
+        dropout=config.dropout,
+        max_seq_length=max_len,
+        pad_idx=PAD_IDX,
+        share_embeddings=True,
+    )
 
 
 MAX_TOKENS_PER_SENTENCE = 256  # longer pairs are dropped from training; positional table size
@@ -226,22 +249,24 @@ def validation_loss(model, criterion, examples, max_tokens: int, device, autocas
 
 
 @torch.no_grad()
-def translate_batch(model, tokenizer, sentences: list[str], assembly: Assembly, device, beam_size: int = 1,
-                    batch_size: int = 64) -> list[str]:
+def translate_batch(
+    model, tokenizer, sentences: list[str], assembly: Assembly, device, beam_size: int = 1, batch_size: int = 64
+) -> list[str]:
     """Translate sentences with the assembly's ``greedy_decode`` (or ``beam_search`` when
     ``beam_size > 1``); returns detokenized text."""
     was_training = model.training
     model.eval()
     outputs: list[str] = []
     for start in range(0, len(sentences), batch_size):
-        chunk = [encode(tokenizer, s)[: MAX_TOKENS_PER_SENTENCE - 2] or [EOS_IDX]
-                 for s in sentences[start:start + batch_size]]
+        chunk = [
+            encode(tokenizer, s)[: MAX_TOKENS_PER_SENTENCE - 2] or [EOS_IDX]
+            for s in sentences[start : start + batch_size]
+        ]
         if beam_size > 1:
             for ids in chunk:
                 src = torch.tensor([ids], device=device)
                 max_len = min(MAX_TOKENS_PER_SENTENCE, int(1.5 * len(ids)) + 10)
-                out = assembly.beam_search(model, src, max_len, BOS_IDX, EOS_IDX, beam_size=beam_size,
-                                           pad_idx=PAD_IDX)
+                out = assembly.beam_search(model, src, max_len, BOS_IDX, EOS_IDX, beam_size=beam_size, pad_idx=PAD_IDX)
                 outputs.append(decode(tokenizer, out.tolist()))
         else:
             from .batching import pad
@@ -261,7 +286,7 @@ def score(hypotheses: list[str], references: list[str]) -> dict[str, float]:
 
     bleu = sacrebleu.corpus_bleu(hypotheses, [references]).score
     chrf = sacrebleu.corpus_chrf(hypotheses, [references]).score  # character-level: fair to one-word outputs
-    exact = sum(h == r for h, r in zip(hypotheses, references)) / max(len(references), 1)
+    exact = sum(h == r for h, r in zip(hypotheses, references, strict=False)) / max(len(references), 1)
     return {"bleu": bleu, "chrf": chrf, "exact_match": exact}
 
 
@@ -278,218 +303,465 @@ class TrainResult:
     tokens_per_second: float = 0.0
 
 
-def train(config: TrainConfig, resume: bool = False, corpus: ParallelCorpus | None = None,
-          progress: bool = True, log=print) -> TrainResult:
-    """Train (or continue training) a Transformer; write checkpoints, plots and a log to ``out_dir``."""
-    wall_start = time.perf_counter()
-    out_dir = Path(config.out_dir)
-    last_path = out_dir / "last.pt"
-    checkpoint = None
-    if resume:
-        if not last_path.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint at {last_path}; start without --resume first.")
-        checkpoint = torch.load(last_path, map_location="cpu", weights_only=False)
-        config = TrainConfig.from_dict({**checkpoint["config"], "device": config.device})
+Example = tuple[list[int], list[int]]  # (source ids, <s> target ids </s>)
 
-    rank, world, device = setup_distributed(pick_device(config.device))
-    is_main = rank == 0
-    say = log if is_main else (lambda *a, **k: None)
+
+class Processes(NamedTuple):
+    """Where this process stands: its rank among ``world`` processes (1 without torchrun), its device."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+
+@dataclass
+class Data:
+    """The corpus, its shared BPE vocabulary and the encoded pairs (section 5.1)."""
+
+    corpus: ParallelCorpus
+    tokenizer: Tokenizer
+    train_examples: list[Example]  # pairs longer than MAX_TOKENS_PER_SENTENCE are left out
+    valid_examples: list[Example]
+
+
+def new_history() -> dict[str, list]:
+    """Per step: loss and learning rate; per evaluation: validation loss and BLEU (for the plots)."""
+    return {"step": [], "loss": [], "lr": [], "val_step": [], "val_loss": [], "val_bleu": []}
+
+
+@dataclass
+class Run:
+    """One run as the steps below share it: processes, data, model, optimiser and the progress so far
+    (what a checkpoint saves, and what resuming restores)."""
+
+    config: TrainConfig
+    out_dir: Path
+    rank: int
+    world: int
+    device: torch.device
+    say: Callable[..., object]  # ``log`` on the main process, silent on the others
+    data: Data
+    assembly: Assembly
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # the assembly's TransformerLRScheduler (section 5.3)
+    criterion: torch.nn.Module  # the assembly's LabelSmoothingLoss (section 5.4)
+    autocast: Callable[[], AbstractContextManager]
+    scaler: torch.amp.GradScaler | None
+    step: int = 0
+    epoch: int = 0
+    batch_index: int = 0  # the next batch of this epoch
+    history: dict[str, list] = field(default_factory=new_history)
+    elapsed_before: float = 0.0  # seconds of training before this run resumed
+    train_start: float = 0.0  # time.perf_counter() when this run's training loop began
+    log_file: TextIO | None = None  # log.jsonl, on the main process only
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / "last.pt"
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, those before a resume included."""
+        return self.elapsed_before + time.perf_counter() - self.train_start
+
+
+def _quiet(*args, **kwargs) -> None:
+    """What ``say`` is on every process but the main one."""
+
+
+# Setting up ------------------------------------------------------------------------------------
+def load_checkpoint(out_dir: Path) -> dict:
+    """``out_dir/last.pt``, to resume from: model, optimiser, schedule, RNG states, data position."""
+    last_path = out_dir / "last.pt"
+    if not last_path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {last_path}; start without --resume first.")
+    return torch.load(last_path, map_location="cpu", weights_only=False)
+
+
+def start_processes(config: TrainConfig) -> Processes:
+    """Join the process group under torchrun, seed Python's and torch's generators, set CPU threads."""
+    processes = Processes(*setup_distributed(pick_device(config.device)))
     random.seed(config.seed)
     torch.manual_seed(config.seed)
-    if device.type == "cpu":
+    if processes.device.type == "cpu":
         torch.set_flush_denormal(True)  # tiny Adam statistics as subnormal floats slow CPUs badly
-        torch.set_num_threads(cpu_threads(config.threads, world))
+        torch.set_num_threads(cpu_threads(config.threads, processes.world))
+    return processes
 
-    # Data and the shared BPE vocabulary (section 5.1)
+
+def prepare_data(config: TrainConfig, corpus: ParallelCorpus | None, checkpoint: dict | None) -> Data:
+    """Section 5.1: the corpus, a shared BPE vocabulary learnt from its training pairs (or the one
+    saved in the checkpoint), and every pair encoded as token ids."""
     if corpus is None:
-        corpus = load_corpus(config.dataset, data_dir=config.data_dir, cache_dir=config.cache_dir,
-                             seed=config.seed, num_train=config.num_train)
+        corpus = load_corpus(
+            config.dataset,
+            data_dir=config.data_dir,
+            cache_dir=config.cache_dir,
+            seed=config.seed,
+            num_train=config.num_train,
+        )
     if checkpoint is not None:
         tokenizer = tokenizer_from_json(checkpoint["tokenizer"])
     else:
         tokenizer = train_bpe((text for pair in corpus.train for text in pair), config.vocab_size)
-    train_examples = [ex for ex in encode_pairs(tokenizer, corpus.train)
-                      if max(len(ex[0]), len(ex[1])) <= MAX_TOKENS_PER_SENTENCE]
-    valid_examples = encode_pairs(tokenizer, corpus.valid)
-    say(f"{corpus}; shared BPE vocabulary of {tokenizer.get_vocab_size()} tokens; device {device}"
-        + (f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else "")
-        + (f" x {world} processes" if world > 1 else ""))
+    train_examples = [
+        ex for ex in encode_pairs(tokenizer, corpus.train) if max(len(ex[0]), len(ex[1])) <= MAX_TOKENS_PER_SENTENCE
+    ]
+    return Data(corpus, tokenizer, train_examples, encode_pairs(tokenizer, corpus.valid))
 
-    # Model from the chosen parts, and the paper's optimiser, schedule and loss
-    assembly = assemble(config.use_learner, config.chapters_dir, config.attention)
-    if config.use_learner:
+
+def describe_setup(data: Data, processes: Processes) -> str:
+    """One line: the corpus, the vocabulary size (section 5.1), the device and the processes."""
+    device, world = processes.device, processes.world
+    return (
+        f"{data.corpus}; shared BPE vocabulary of {data.tokenizer.get_vocab_size()} tokens; device {device}"
+        + (f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else "")
+        + (f" x {world} processes" if world > 1 else "")
+    )
+
+
+def build_model_and_optimiser(
+    config: TrainConfig, out_dir: Path, processes: Processes, data: Data, assembly: Assembly, say: Callable[..., object]
+) -> Run:
+    """The model from the assembly's parts; Adam with beta1 = 0.9, beta2 = 0.98, eps = 1e-9 and the
+    warmup schedule (section 5.3); the label-smoothed loss (section 5.4); mixed precision on CUDA."""
+    device = processes.device
+    if assembly.learner_parts:
         say(assembly.table())
-    vocab = tokenizer.get_vocab_size()
+    vocab = data.tokenizer.get_vocab_size()
     model = assembly.model(vocab, vocab, **model_kwargs(config, MAX_TOKENS_PER_SENTENCE)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.0, betas=(0.9, 0.98), eps=1e-9)
     scheduler = assembly.TransformerLRScheduler(optimizer, config.d_model, config.warmup_steps, config.lr_factor)
     criterion = assembly.LabelSmoothingLoss(config.smoothing, ignore_index=PAD_IDX)
     autocast, scaler, precision = autocast_and_scaler(device, config.amp)
-    say(f"Model: {sum(p.numel() for p in model.parameters()):,} parameters, {config.num_layers}+{config.num_layers} "
-        f"layers, d_model={config.d_model}, precision {precision}")
+    say(
+        f"Model: {sum(p.numel() for p in model.parameters()):,} parameters, {config.num_layers}+{config.num_layers} "
+        f"layers, d_model={config.d_model}, precision {precision}"
+    )
+    return Run(
+        config=config,
+        out_dir=out_dir,
+        rank=processes.rank,
+        world=processes.world,
+        device=device,
+        say=say,
+        data=data,
+        assembly=assembly,
+        model=model,
+        net=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        criterion=criterion,
+        autocast=autocast,
+        scaler=scaler,
+    )
 
-    step, epoch, batch_index = 0, 0, 0
-    history: dict[str, list] = {"step": [], "loss": [], "lr": [], "val_step": [], "val_loss": [], "val_bleu": []}
-    elapsed_before = 0.0
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        if scaler is not None and checkpoint.get("scaler"):
-            scaler.load_state_dict(checkpoint["scaler"])
-        step, epoch, batch_index = checkpoint["step"], checkpoint["epoch"], checkpoint["batch_index"]
-        history, elapsed_before = checkpoint["history"], checkpoint.get("elapsed", 0.0)
-        set_rng_state(checkpoint["rng"][rank] if isinstance(checkpoint["rng"], list) else checkpoint["rng"])
-        say(f"Resuming from {last_path} at step {step} (epoch {epoch}, batch {batch_index}).")
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log_path = out_dir / "log.jsonl"
-    if is_main:  # keep only the log lines up to the checkpoint we continue from
-        old = log_path.read_text().splitlines() if (resume and log_path.exists()) else []
-        kept = [line for line in old if json.loads(line).get("step", 0) <= step]
-        log_path.write_text("".join(line + "\n" for line in kept))
-    log_file = open(log_path, "a") if is_main else None
+def restore(run: Run, checkpoint: dict) -> None:
+    """Continue exactly where the checkpoint stopped: weights, Adam's moments, the schedule (5.3),
+    the position in the batches (5.1) and this process's generators (dropout, 5.4)."""
+    run.model.load_state_dict(checkpoint["model"])
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    run.scheduler.load_state_dict(checkpoint["scheduler"])
+    if run.scaler is not None and checkpoint.get("scaler"):
+        run.scaler.load_state_dict(checkpoint["scaler"])
+    run.step, run.epoch, run.batch_index = checkpoint["step"], checkpoint["epoch"], checkpoint["batch_index"]
+    run.history, run.elapsed_before = checkpoint["history"], checkpoint.get("elapsed", 0.0)
+    rngs = checkpoint["rng"]  # one state per process after a multi-process run
+    set_rng_state(rngs[run.rank] if isinstance(rngs, list) else rngs)
+    run.say(f"Resuming from {run.last_path} at step {run.step} (epoch {run.epoch}, batch {run.batch_index}).")
 
-    lengths = [(len(s), len(t)) for s, t in train_examples]
 
-    def epoch_batches(e: int) -> list[list[int]]:
-        batches = make_batches(lengths, config.max_tokens, config.seed, e)
-        usable = len(batches) // world * world  # every process gets the same number of steps
-        return batches[rank:usable:world]
+def open_log(run: Run, resume: bool) -> TextIO | None:
+    """Create ``out_dir``; on the main process, open ``log.jsonl`` for appending, keeping only the
+    lines up to the checkpoint we continue from."""
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    if not run.is_main:
+        return None
+    log_path = run.out_dir / "log.jsonl"
+    old = log_path.read_text().splitlines() if (resume and log_path.exists()) else []
+    kept = [line for line in old if json.loads(line).get("step", 0) <= run.step]
+    log_path.write_text("".join(line + "\n" for line in kept))
+    return open(log_path, "a")
 
-    def save_checkpoint() -> None:
-        rngs = rng_state()
-        if world > 1:  # every process has its own dropout stream; keep them all
-            gathered: list = [None] * world
-            dist.all_gather_object(gathered, rngs)
-            rngs = gathered
-        if not is_main:
-            return
-        state = {"config": asdict(config), "tokenizer": tokenizer.to_str(), "model": model.state_dict(),
-                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "scaler": scaler.state_dict() if scaler is not None else None, "rng": rngs,
-                 "step": step, "epoch": epoch, "batch_index": batch_index, "history": history,
-                 "elapsed": elapsed_before + time.perf_counter() - train_start}
-        atomic_save(model.state_dict(), out_dir / f"weights-{step:07d}.pt")  # for averaging (6.1)
-        atomic_save(state, last_path)
-        for old_file in sorted(out_dir.glob("weights-*.pt"))[: -max(config.average_last, 1)]:
-            old_file.unlink(missing_ok=True)
 
-    def evaluate() -> None:
-        val_loss = validation_loss(model, criterion, valid_examples, config.max_tokens, device, autocast)
-        subset = corpus.valid[: config.eval_sentences]
-        hyps = translate_batch(model, tokenizer, [s for s, _ in subset], assembly, device)
-        result = score(hyps, [t for _, t in subset])
-        history["val_step"].append(step)
-        history["val_loss"].append(val_loss)
-        history["val_bleu"].append(result["bleu"])
-        tqdm.write(f"step {step}: validation loss {val_loss:.3f}, BLEU {result['bleu']:.1f}, "
-                   f"chrF {result['chrf']:.1f}, exact match {result['exact_match']:.0%}")
-        minutes = (elapsed_before + time.perf_counter() - train_start) / 60
-        if log_file:
-            log_file.write(json.dumps({"step": step, "minutes": minutes, "val_loss": val_loss, **result}) + "\n")
-            log_file.flush()
+def write_log(run: Run, record: dict) -> None:
+    """Append one JSON line to ``log.jsonl`` (main process only)."""
+    if run.log_file:
+        run.log_file.write(json.dumps(record) + "\n")
+        run.log_file.flush()
 
-    train_start = time.perf_counter()
-    deadline = None if config.minutes is None else train_start + 60 * config.minutes - elapsed_before
-    next_eval_time = train_start + 60 * (config.eval_every_minutes or 0)
-    bar = tqdm(total=config.steps, initial=step, desc="training", disable=not (progress and is_main),
-               dynamic_ncols=True)
+
+# Training steps --------------------------------------------------------------------------------
+def epoch_batches(run: Run, epoch: int) -> list[list[int]]:
+    """Section 5.1: this epoch's batches of similar-length pairs; every process takes every N-th one."""
+    lengths = [(len(s), len(t)) for s, t in run.data.train_examples]
+    batches = make_batches(lengths, run.config.max_tokens, run.config.seed, epoch)
+    usable = len(batches) // run.world * run.world  # every process gets the same number of steps
+    return batches[run.rank : usable : run.world]
+
+
+def train_step(run: Run, batch_ids: list[int]) -> tuple[float, float, int]:
+    """One optimiser step on one batch, at the rate of the schedule (5.3), with the label-smoothed
+    loss and dropout (5.4); returns (loss, learning rate, target tokens over all processes)."""
+    batch = collate([run.data.train_examples[i] for i in batch_ids])
+    src, tgt_in, tgt_out = (batch[k].to(run.device, non_blocking=True) for k in ("src", "tgt_in", "tgt_out"))
+    lr = run.scheduler.step()  # the rate of this step, set before the optimizer uses it
+    with run.autocast():
+        logits = run.net(src, tgt_in)  # teacher forcing: predict every next target token
+    loss = run.criterion(logits.float(), tgt_out)
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        loss.backward()
+        run.optimizer.step()
+    run.step, run.batch_index = run.step + 1, run.batch_index + 1
+    return loss.item(), lr, int((tgt_out != PAD_IDX).sum()) * run.world
+
+
+def record_step(run: Run, batch_ids: list[int], loss: float, lr: float) -> None:
+    """Keep the step's loss and rate (5.3) for the plots; log them with the step's place in the data."""
+    run.history["step"].append(run.step)
+    run.history["loss"].append(loss)
+    run.history["lr"].append(lr)
+    write_log(
+        run,
+        {
+            "step": run.step,
+            "loss": loss,
+            "lr": lr,
+            "epoch": run.epoch,
+            "batch": run.batch_index - 1,
+            "examples": batch_ids[:4],
+        },
+    )
+
+
+def out_of_time(run: Run, deadline: float | None) -> bool:
+    """Whether ``config.minutes`` are spent; with several processes, all of them agree on it."""
+    late = deadline is not None and time.perf_counter() > deadline
+    if run.world > 1 and deadline is not None:  # all processes must stop at the same step
+        flag = torch.tensor([float(late)], device=run.device)
+        dist.all_reduce(flag)
+        late = bool(flag.item())
+    return late
+
+
+def evaluation_due(config: TrainConfig, step: int, next_eval_time: float) -> tuple[bool, float]:
+    """Every ``eval_every`` steps, or every ``eval_every_minutes``; returns (due, next evaluation time)."""
+    due = bool(config.eval_every and step % config.eval_every == 0)
+    if config.eval_every_minutes and time.perf_counter() >= next_eval_time:
+        due, next_eval_time = True, next_eval_time + 60 * config.eval_every_minutes
+    return due, next_eval_time
+
+
+def checkpoint_due(config: TrainConfig, step: int) -> bool:
+    """Every ``checkpoint_every`` steps (0: only at the end)."""
+    return bool(config.checkpoint_every and step % config.checkpoint_every == 0)
+
+
+def save_checkpoint(run: Run) -> None:
+    """Write ``last.pt`` (all needed to continue exactly) and ``weights-<step>.pt``, keeping the last
+    ``average_last`` of those for averaging (section 6.1). Every process must call it (RNG gather)."""
+    rngs = rng_state()
+    if run.world > 1:  # every process has its own dropout stream; keep them all
+        gathered: list = [None] * run.world
+        dist.all_gather_object(gathered, rngs)
+        rngs = gathered
+    if not run.is_main:
+        return
+    state = {
+        "config": asdict(run.config),
+        "tokenizer": run.data.tokenizer.to_str(),
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "rng": rngs,
+        "step": run.step,
+        "epoch": run.epoch,
+        "batch_index": run.batch_index,
+        "history": run.history,
+        "elapsed": run.elapsed(),
+    }
+    atomic_save(run.model.state_dict(), run.out_dir / f"weights-{run.step:07d}.pt")  # for averaging (6.1)
+    atomic_save(state, run.last_path)
+    for old_file in sorted(run.out_dir.glob("weights-*.pt"))[: -max(run.config.average_last, 1)]:
+        old_file.unlink(missing_ok=True)
+
+
+def evaluate(run: Run) -> None:
+    """Validation loss (label-smoothed, 5.4) and greedy-decoding BLEU on ``eval_sentences``: printed,
+    logged and kept for the plots (main process only)."""
+    config, data = run.config, run.data
+    val_loss = validation_loss(
+        run.model, run.criterion, data.valid_examples, config.max_tokens, run.device, run.autocast
+    )
+    subset = data.corpus.valid[: config.eval_sentences]
+    hyps = translate_batch(run.model, data.tokenizer, [s for s, _ in subset], run.assembly, run.device)
+    result = score(hyps, [t for _, t in subset])
+    run.history["val_step"].append(run.step)
+    run.history["val_loss"].append(val_loss)
+    run.history["val_bleu"].append(result["bleu"])
+    tqdm.write(
+        f"step {run.step}: validation loss {val_loss:.3f}, BLEU {result['bleu']:.1f}, "
+        f"chrF {result['chrf']:.1f}, exact match {result['exact_match']:.0%}"
+    )
+    write_log(run, {"step": run.step, "minutes": run.elapsed() / 60, "val_loss": val_loss, **result})
+
+
+def train_loop(run: Run, progress: bool) -> tuple[float, float]:
+    """Step until ``config.steps`` (or the time limit), evaluating and checkpointing on schedule;
+    returns (seconds of training in this run, target tokens per second)."""
+    config = run.config
+    run.train_start = time.perf_counter()
+    deadline = None if config.minutes is None else run.train_start + 60 * config.minutes - run.elapsed_before
+    next_eval_time = run.train_start + 60 * (config.eval_every_minutes or 0)
+    bar = tqdm(
+        total=config.steps,
+        initial=run.step,
+        desc="training",
+        disable=not (progress and run.is_main),
+        dynamic_ncols=True,
+    )
     tokens_done, tokens_clock = 0, time.perf_counter()
-    batches = epoch_batches(epoch)
-    model.train()
-    while step < config.steps:
-        if batch_index >= len(batches):
-            epoch, batch_index = epoch + 1, 0
-            batches = epoch_batches(epoch)
-        batch_ids = batches[batch_index]
-        batch = collate([train_examples[i] for i in batch_ids])
-        src, tgt_in, tgt_out = (batch[k].to(device, non_blocking=True) for k in ("src", "tgt_in", "tgt_out"))
-        lr = scheduler.step()  # the rate of this step, set before the optimizer uses it
-        with autocast():
-            logits = net(src, tgt_in)  # teacher forcing: predict every next target token
-        loss = criterion(logits.float(), tgt_out)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        step, batch_index = step + 1, batch_index + 1
-
-        loss_value = loss.item()
-        tokens = int((tgt_out != PAD_IDX).sum()) * world
+    batches = epoch_batches(run, run.epoch)
+    run.model.train()
+    while run.step < config.steps:
+        if run.batch_index >= len(batches):  # a new epoch: new batches in a new order (5.1)
+            run.epoch, run.batch_index = run.epoch + 1, 0
+            batches = epoch_batches(run, run.epoch)
+        batch_ids = batches[run.batch_index]
+        loss, lr, tokens = train_step(run, batch_ids)
         tokens_done += tokens
-        history["step"].append(step)
-        history["loss"].append(loss_value)
-        history["lr"].append(lr)
-        if log_file:
-            log_file.write(json.dumps({"step": step, "loss": loss_value, "lr": lr, "epoch": epoch,
-                                       "batch": batch_index - 1, "examples": batch_ids[:4]}) + "\n")
-            log_file.flush()
+        record_step(run, batch_ids, loss, lr)
         rate = tokens_done / max(time.perf_counter() - tokens_clock, 1e-9)
-        bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", tok_s=f"{rate:,.0f}", refresh=False)
+        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{rate:,.0f}", refresh=False)
         bar.update(1)
-
-        out_of_time = deadline is not None and time.perf_counter() > deadline
-        if world > 1 and deadline is not None:  # all processes must stop at the same step
-            flag = torch.tensor([float(out_of_time)], device=device)
-            dist.all_reduce(flag)
-            out_of_time = bool(flag.item())
-        if out_of_time:
-            say(f"\nTime limit of {config.minutes} minutes reached at step {step}.")
+        if out_of_time(run, deadline):
+            run.say(f"\nTime limit of {config.minutes} minutes reached at step {run.step}.")
             break
-        due = config.eval_every and step % config.eval_every == 0
-        if config.eval_every_minutes and time.perf_counter() >= next_eval_time:
-            due, next_eval_time = True, next_eval_time + 60 * config.eval_every_minutes
-        if is_main and due and step < config.steps:
-            evaluate()  # the other processes wait for it at the next gradient exchange
-        if config.checkpoint_every and step % config.checkpoint_every == 0:
-            save_checkpoint()
+        due, next_eval_time = evaluation_due(config, run.step, next_eval_time)
+        if run.is_main and due and run.step < config.steps:
+            evaluate(run)  # the other processes wait for it at the next gradient exchange
+        if checkpoint_due(config, run.step):
+            save_checkpoint(run)
     bar.close()
-    train_seconds = time.perf_counter() - train_start
-    tokens_per_second = tokens_done / max(time.perf_counter() - tokens_clock, 1e-9)
-    if not (config.checkpoint_every and step % config.checkpoint_every == 0):
-        save_checkpoint()  # the final state, unless it was just written
+    train_seconds = time.perf_counter() - run.train_start
+    return train_seconds, tokens_done / max(time.perf_counter() - tokens_clock, 1e-9)
 
-    if world > 1:
-        say_all = log
-        say_all(f"[rank {rank}] step {step}, final weights sha256 {weights_digest(model)}")
+
+# Finishing -------------------------------------------------------------------------------------
+def average_weights(run: Run) -> None:
+    """Section 6.1: load the mean of the last ``average_last`` checkpoints; save it as ``averaged.pt``."""
+    paths = sorted(run.out_dir.glob("weights-*.pt"))[-run.config.average_last :]
+    run.model.load_state_dict(average_checkpoints(paths))
+    run.say(f"Averaged the weights of the last {len(paths)} checkpoints (section 6.1).")
+    atomic_save(
+        {**torch.load(run.last_path, map_location="cpu", weights_only=False), "model": run.model.state_dict()},
+        run.out_dir / "averaged.pt",
+    )
+
+
+def save_plots(run: Run) -> None:
+    """Loss, learning rate (5.3) and attention plots; a failure is reported, never raised."""
+    try:
+        from .plots import save_training_plots
+
+        save_training_plots(
+            run.history,
+            run.out_dir,
+            run.model,
+            run.data.tokenizer,
+            run.data.corpus.test[0][0],
+            run.assembly,
+            run.device,
+        )
+    except Exception as error:  # noqa: BLE001 -- plots are a bonus: never lose a finished run over them
+        run.say(f"(plots skipped: {type(error).__name__}: {error})")
+
+
+def finish(run: Run, result: TrainResult, wall_start: float, train_seconds: float) -> None:
+    """Main process: average the last checkpoints and translate the test set, greedy or with beam
+    search (section 6.1); fill ``result``, write ``test_results.json`` and the plots."""
+    config, data = run.config, run.data
+    if config.average_last > 1:
+        average_weights(run)
+    evaluate(run)
+    test_pairs = data.corpus.test[: config.test_sentences]
+    hyps = translate_batch(
+        run.model, data.tokenizer, [s for s, _ in test_pairs], run.assembly, run.device, beam_size=config.beam_size
+    )
+    result.test = score(hyps, [t for _, t in test_pairs])
+    result.examples = [(s, t, h) for (s, t), h in zip(test_pairs, hyps, strict=False)]
+    result.seconds = time.perf_counter() - wall_start
+    with open(run.out_dir / "test_results.json", "w") as handle:
+        json.dump(
+            {
+                "step": run.step,
+                **result.test,
+                "seconds": result.seconds,
+                "train_seconds": train_seconds + run.elapsed_before,
+                "tokens_per_second": result.tokens_per_second,
+                "world_size": run.world,
+            },
+            handle,
+            indent=1,
+        )
+    save_plots(run)
+
+
+# The whole run ---------------------------------------------------------------------------------
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    corpus: ParallelCorpus | None = None,
+    progress: bool = True,
+    log=print,
+    parts: Assembly | None = None,
+) -> TrainResult:
+    """Train (or continue training) a Transformer; write checkpoints, plots and a log to ``out_dir``.
+
+    ``parts``: what the model is built from (``Assembly``; default the reference, with
+    ``config.attention``); the workbook hands in the learner's own parts here."""
+    wall_start = time.perf_counter()
+    out_dir = Path(config.out_dir)  # the folder asked for, even if the checkpoint's config names another
+    checkpoint = load_checkpoint(out_dir) if resume else None
+    if checkpoint is not None:  # the saved run's settings, on the device asked for now
+        config = TrainConfig.from_dict({**checkpoint["config"], "device": config.device})
+    processes = start_processes(config)
+    say = log if processes.rank == 0 else _quiet
+    data = prepare_data(config, corpus, checkpoint)
+    say(describe_setup(data, processes))
+    assembly = parts if parts is not None else reference_assembly(config.attention)
+    run = build_model_and_optimiser(config, out_dir, processes, data, assembly, say)
+    if checkpoint is not None:
+        restore(run, checkpoint)
+    if run.world > 1:
+        run.net = torch.nn.parallel.DistributedDataParallel(run.model, broadcast_buffers=False)
+    run.log_file = open_log(run, resume)
+
+    train_seconds, tokens_per_second = train_loop(run, progress)
+    if not checkpoint_due(config, run.step):
+        save_checkpoint(run)  # the final state, unless it was just written
+    if run.world > 1:
+        log(f"[rank {run.rank}] step {run.step}, final weights sha256 {weights_digest(run.model)}")
         dist.barrier()
 
-    result = TrainResult(out_dir=out_dir, step=step, tokens_per_second=tokens_per_second)
-    if is_main:
-        if config.average_last > 1:
-            paths = sorted(out_dir.glob("weights-*.pt"))[-config.average_last:]
-            model.load_state_dict(average_checkpoints(paths))
-            say(f"Averaged the weights of the last {len(paths)} checkpoints (section 6.1).")
-            atomic_save({**torch.load(last_path, map_location="cpu", weights_only=False),
-                         "model": model.state_dict()}, out_dir / "averaged.pt")
-        evaluate()
-        test_pairs = corpus.test[: config.test_sentences]
-        hyps = translate_batch(model, tokenizer, [s for s, _ in test_pairs], assembly, device,
-                               beam_size=config.beam_size)
-        result.test = score(hyps, [t for _, t in test_pairs])
-        result.examples = [(s, t, h) for (s, t), h in zip(test_pairs, hyps)]
-        result.seconds = time.perf_counter() - wall_start
-        with open(out_dir / "test_results.json", "w") as handle:
-            json.dump({"step": step, **result.test, "seconds": result.seconds,
-                       "train_seconds": train_seconds + elapsed_before,
-                       "tokens_per_second": tokens_per_second, "world_size": world}, handle, indent=1)
-        try:
-            from .plots import save_training_plots
-
-            save_training_plots(history, out_dir, model, tokenizer, corpus.test[0][0], assembly, device)
-        except Exception as error:  # plots are a bonus: never lose a finished run over them
-            say(f"(plots skipped: {type(error).__name__}: {error})")
-    if log_file:
-        log_file.close()
-    if world > 1:
+    result = TrainResult(out_dir=out_dir, step=run.step, tokens_per_second=tokens_per_second)
+    if run.is_main:
+        finish(run, result, wall_start, train_seconds)
+    if run.log_file:
+        run.log_file.close()
+    if run.world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return result

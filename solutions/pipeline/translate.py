@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from .assemble import Assembly, assemble
 from .bpe import tokenizer_from_json
+from .parts import Assembly, reference_assembly
 from .train import MAX_TOKENS_PER_SENTENCE, TrainConfig, model_kwargs, pick_device, translate_batch
 
 
@@ -27,9 +27,9 @@ class Translator:
         return translate_batch(self.model, self.tokenizer, sentences, self.assembly, self.device, beam_size)
 
 
-def load_translator(checkpoint: str | Path, device: str = "auto", use_learner: bool = False,
-                    chapters_dir: str | Path = "chapters") -> Translator:
-    """Rebuild the model saved in ``checkpoint`` (``last.pt`` or ``averaged.pt`` of a run)."""
+def load_translator(checkpoint: str | Path, device: str = "auto", parts: Assembly | None = None) -> Translator:
+    """Rebuild the model saved in ``checkpoint`` (``last.pt`` or ``averaged.pt`` of a run) from
+    ``parts`` (default the reference)."""
     path = Path(checkpoint)
     if path.is_dir():
         path = path / "averaged.pt" if (path / "averaged.pt").exists() else path / "last.pt"
@@ -38,7 +38,7 @@ def load_translator(checkpoint: str | Path, device: str = "auto", use_learner: b
     state = torch.load(path, map_location="cpu", weights_only=False)
     config = TrainConfig.from_dict(state["config"])
     tokenizer = tokenizer_from_json(state["tokenizer"])
-    assembly = assemble(use_learner, chapters_dir)
+    assembly = parts if parts is not None else reference_assembly()
     vocab = tokenizer.get_vocab_size()
     model = assembly.model(vocab, vocab, **model_kwargs(config, MAX_TOKENS_PER_SENTENCE))
     model.load_state_dict(state["model"])

@@ -1,8 +1,8 @@
 """A catalogue of learner implementations the checker has never seen.
 
 ``buggy.py`` holds implementations with one classic mistake each, registered with the diagnosis id
-(see ``checks/diagnoses.py``) the checker should name; ``correct.py`` (decorator ``@good``) holds correct implementations
-written differently from the reference in ``solutions/``, which the checker must accept.
+(see ``checks/diagnoses.py``) the checker should name; ``correct.py`` (decorator ``@good``) holds correct
+implementations written differently from the reference in ``solutions/``, which the checker must accept.
 
 Composite exercises reuse the reference sub-modules from ``solutions`` for every part that is not the
 bug, as a learner's notebook would reuse the parts graded in earlier chapters.
@@ -10,15 +10,16 @@ bug, as a learner's notebook would reuse the parts graded in earlier chapters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Entry:
     """One learner implementation: which exercise it answers, and what is wrong with it (if anything)."""
 
-    exercise: str  # exercise name from API.md (or "softmax", the chapter-00 warm-up)
+    exercise: str  # exercise name from CONTRACT.md (or "softmax", the chapter-00 warm-up)
     obj: Any  # the class or function, exactly as a learner would define it
     diagnosis: str | None  # expected diagnosis id; None for a correct implementation
     description: str  # one line: the mistake (or the different way of being right)

@@ -1,6 +1,6 @@
 """Correct learner implementations written differently from the reference in ``solutions/``.
 
-Each satisfies API.md exactly (names, signatures, attributes, state_dict keys) but takes another
+Each satisfies CONTRACT.md exactly (names, signatures, attributes, state_dict keys) but takes another
 road: einsum, ``-inf`` or ``-1e9`` masks, ``torch.where``, ``nn.LayerNorm`` inside the layers,
 ``torch.var_mean``, loops over the sinusoid frequencies, a hand-written smoothed distribution, and
 so on. The checker must pass every one of them: a checker that rejects correct code is worse than none.

@@ -14,7 +14,7 @@ class Chapter:
     stem: str  # file name in chapters/ without ".ipynb"
     title: str
     sections: tuple[str, ...]  # paper sections covered
-    exercises: tuple[str, ...]  # exercise names (API.md), in the order they appear; () = nothing to grade
+    exercises: tuple[str, ...]  # exercise names (CONTRACT.md), in the order they appear; () = nothing to grade
 
 
 CHAPTERS: tuple[Chapter, ...] = (
@@ -26,11 +26,19 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("05_feed_forward", "Position-wise feed-forward networks", ("3.3",), ("FeedForwardNetwork",)),
     Chapter("06_layer_norm", "Layer normalisation and residual connections", ("3.1", "5.4"), ("LayerNorm",)),
     Chapter("07_encoder", "The encoder", ("3.1", "3.2.3"), ("EncoderLayer", "Encoder")),
-    Chapter("08_decoder", "Masks and the decoder", ("3.1", "3.2.3"),
-            ("create_padding_mask", "create_future_mask", "create_masks", "DecoderLayer", "Decoder")),
+    Chapter(
+        "08_decoder",
+        "Masks and the decoder",
+        ("3.1", "3.2.3"),
+        ("create_padding_mask", "create_future_mask", "create_masks", "DecoderLayer", "Decoder"),
+    ),
     Chapter("09_transformer", "The full model and weight sharing", ("3", "3.4"), ("Transformer",)),
-    Chapter("10_training", "Training: schedule, label smoothing, batching", ("5.1", "5.3", "5.4"),
-            ("TransformerLRScheduler", "LabelSmoothingLoss")),
+    Chapter(
+        "10_training",
+        "Training: schedule, label smoothing, batching",
+        ("5.1", "5.3", "5.4"),
+        ("TransformerLRScheduler", "LabelSmoothingLoss"),
+    ),
     Chapter("11_inference", "Inference: greedy decoding and beam search", ("6.1",), ("greedy_decode", "beam_search")),
     # The last chapter has no exercises: it trains the model assembled from the learner's own parts.
     Chapter("12_training_a_translator", "Train your Transformer: translation", ("5", "6"), ()),

@@ -38,38 +38,59 @@ OPTIONS = {
     "--device": ("device", str, "cuda, mps, cpu or auto"),
     "--threads": ("threads", int, "CPU threads (default: 1 on a busy machine, else all cores)"),
     "--out": ("out_dir", str, "run folder for checkpoints, log and plots"),
-    "--chapters": ("chapters_dir", str, "folder of your chapter notebooks"),
     "--attention": ("attention", str, "manual (the contract's) or fused (F.scaled_dot_product_attention)"),
 }
 
 
 def register(subparsers) -> None:
     train = subparsers.add_parser(
-        "train", help="train a Transformer (default: the built-in numbers task, a few minutes on a CPU)",
+        "train",
+        help="train a Transformer (default: the built-in numbers task, a few minutes on a CPU)",
         description="Train the Transformer assembled from your chapter notebooks (the reference fills in any "
-        "part that is missing or fails its check). Without arguments: the built-in numbers task.")
-    train.add_argument("--dataset", choices=["numbers", "multi30k"], default="numbers",
-                       help="numbers (built in, no download) or multi30k (German->English)")
+        "part that is missing or fails its check). Without arguments: the built-in numbers task.",
+    )
+    train.add_argument(
+        "--dataset",
+        choices=["numbers", "multi30k"],
+        default="numbers",
+        help="numbers (built in, no download) or multi30k (German->English)",
+    )
     for option, (_, kind, text) in OPTIONS.items():
         train.add_argument(option, type=kind, default=None, help=text)
-    train.add_argument("--parts", choices=["learner", "reference"], default="learner",
-                       help="build from your notebooks' parts (default) or from the reference only")
-    train.add_argument("--resume", action="store_true",
-                       help="continue the run in --out from its last checkpoint, with that run's settings "
-                       "(same data order, same learning rate; e.g. after Colab disconnected)")
+    train.add_argument(
+        "--parts",
+        choices=["learner", "reference"],
+        default="learner",
+        help="build from your notebooks' parts (default) or from the reference only",
+    )
+    train.add_argument("--chapters", default="chapters", metavar="DIR", help="folder of your chapter notebooks")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint, with that run's settings "
+        "(same data order, same learning rate; e.g. after Colab disconnected)",
+    )
     train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=run_train)
 
-    translate = subparsers.add_parser("translate", help="translate sentences with a trained checkpoint",
-                                      description="Translate with a checkpoint written by `workbook train`.")
+    translate = subparsers.add_parser(
+        "translate",
+        help="translate sentences with a trained checkpoint",
+        description="Translate with a checkpoint written by `workbook train`.",
+    )
     translate.add_argument("sentences", nargs="*", help="sentences to translate (none: read lines from stdin)")
-    translate.add_argument("--checkpoint", required=True,
-                           help="a .pt file or a run folder (uses averaged.pt, else last.pt)")
+    translate.add_argument(
+        "--checkpoint", required=True, help="a .pt file or a run folder (uses averaged.pt, else last.pt)"
+    )
     translate.add_argument("--beam", type=int, default=4, help="beam size (1 = greedy decoding)")
     translate.add_argument("--device", default="auto")
-    translate.add_argument("--parts", choices=["learner", "reference"], default="reference",
-                           help="decode with your notebooks' parts or the reference (default)")
+    translate.add_argument(
+        "--parts",
+        choices=["learner", "reference"],
+        default="reference",
+        help="decode with your notebooks' parts or the reference (default)",
+    )
     translate.add_argument("--chapters", default="chapters")
     translate.set_defaults(func=run_translate)
 
@@ -82,7 +103,6 @@ def config_from_args(args: argparse.Namespace):
         value = getattr(args, option.lstrip("-").replace("-", "_"))
         if value is not None:
             values[name] = value
-    values["use_learner"] = args.parts == "learner"
     values["amp"] = not args.no_amp
     known = {f.name for f in fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in values.items() if k in known})
@@ -91,10 +111,12 @@ def config_from_args(args: argparse.Namespace):
 def run_train(args: argparse.Namespace) -> int:
     from solutions.pipeline.multi30k import ChecksumError
     from solutions.pipeline.train import train
+    from workbook.assembly import assemble
 
     config = config_from_args(args)
+    parts = assemble(args.parts == "learner", args.chapters, config.attention)
     try:
-        result = train(config, resume=args.resume, progress=not args.no_progress)
+        result = train(config, resume=args.resume, progress=not args.no_progress, parts=parts)
     except (FileNotFoundError, ConnectionError, ChecksumError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -104,19 +126,24 @@ def run_train(args: argparse.Namespace) -> int:
     for source, reference, output in result.examples[:5]:
         mark = "OK " if output == reference else "   "
         print(f"  {mark}{source}\n       -> {output}\n     ref {reference}")
-    print(f"Test set ({len(result.examples)} sentences, never seen in training): "
-          f"sacreBLEU {result.test['bleu']:.1f}, exact match {result.test['exact_match']:.1%}; "
-          f"{result.step} steps, {result.seconds / 60:.1f} minutes in all.")
-    print(f"Checkpoint, log and plots (loss.png, lr.png, attention.png) are in {result.out_dir}/. Translate with:\n"
-          f"  workbook translate --checkpoint {result.out_dir} \"{result.examples[0][0]}\"")
+    print(
+        f"Test set ({len(result.examples)} sentences, never seen in training): "
+        f"sacreBLEU {result.test['bleu']:.1f}, exact match {result.test['exact_match']:.1%}; "
+        f"{result.step} steps, {result.seconds / 60:.1f} minutes in all."
+    )
+    print(
+        f"Checkpoint, log and plots (loss.png, lr.png, attention.png) are in {result.out_dir}/. Translate with:\n"
+        f'  workbook translate --checkpoint {result.out_dir} "{result.examples[0][0]}"'
+    )
     return 0
 
 
 def run_translate(args: argparse.Namespace) -> int:
     from solutions.pipeline.translate import load_translator
+    from workbook.assembly import assemble
 
     try:
-        translator = load_translator(args.checkpoint, args.device, args.parts == "learner", args.chapters)
+        translator = load_translator(args.checkpoint, args.device, assemble(args.parts == "learner", args.chapters))
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

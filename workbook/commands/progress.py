@@ -1,11 +1,11 @@
 """``workbook status / hint / solution / reset / build``: your progress and the chapter notebooks.
 
 * ``workbook status``: every chapter and exercise: passed / failed / not attempted, hints used,
-  solution viewed (read from the progress file, see ``checks.progress``).
+  solution viewed (read from the progress file, see ``workbook.progress``).
 * ``workbook hint NAME`` / ``workbook solution NAME``: the same as ``hint(NAME)`` / ``solution(NAME)``
   in a notebook, in the terminal.
 * ``workbook reset CHAPTER``: the pristine notebook again; yours is kept as a dated backup.
-* ``workbook build``: regenerate the notebooks from ``checks/content`` (``--check``: only report drift;
+* ``workbook build``: regenerate the notebooks from ``workbook/content`` (``--check``: only report drift;
   ``--solved``: also build and execute the solved copies).
 """
 
@@ -17,7 +17,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from checks.chapters import CHAPTERS, chapter
+from workbook.chapters import CHAPTERS, chapter
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,14 +30,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     status.set_defaults(func=run_status)
 
-    hint = subparsers.add_parser("hint", help="show the next hint for an exercise",
-                                 description="Shows the next hint for NAME (each call goes one step further).")
+    hint = subparsers.add_parser(
+        "hint",
+        help="show the next hint for an exercise",
+        description="Shows the next hint for NAME (each call goes one step further).",
+    )
     hint.add_argument("name", metavar="NAME", help="exercise name, e.g. softmax or MultiHeadAttention")
     hint.add_argument("--number", "-n", type=int, default=None, help="show this hint (1, 2, ...) instead of the next")
     hint.set_defaults(func=run_hint)
 
-    solution = subparsers.add_parser("solution", help="show the reference solution of an exercise",
-                                     description="Prints the reference source of NAME (noted in your progress).")
+    solution = subparsers.add_parser(
+        "solution",
+        help="show the reference solution of an exercise",
+        description="Prints the reference source of NAME (noted in your progress).",
+    )
     solution.add_argument("name", metavar="NAME", help="exercise name, e.g. TokenEmbedding")
     solution.set_defaults(func=run_solution)
 
@@ -49,19 +55,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "folder; nothing is ever deleted.",
     )
     reset.add_argument("chapter", metavar="CHAPTER", help="e.g. 03, 03_attention or MultiHeadAttention")
-    reset.add_argument("--chapters-dir", type=Path, default=None,
-                       help="folder with your chapter notebooks (default: ./chapters, or . when it holds them)")
+    reset.add_argument(
+        "--chapters-dir",
+        type=Path,
+        default=None,
+        help="folder with your chapter notebooks (default: ./chapters, or . when it holds them)",
+    )
     reset.set_defaults(func=run_reset)
 
     for name in ("build", "generate"):
         build = subparsers.add_parser(
             name,
-            help="regenerate the chapter notebooks from their sources" + (" (alias of build)" if name == "generate" else ""),
-            description="Regenerates chapters/<stem>.ipynb from checks/content/<stem>.md and the "
+            help="regenerate the chapter notebooks from their sources"
+            + (" (alias of build)" if name == "generate" else ""),
+            description="Regenerates chapters/<stem>.ipynb from workbook/content/<stem>.md and the "
             "reference in solutions/. With --solved, also builds and executes chapters/solved/.",
         )
-        build.add_argument("chapters", nargs="*", metavar="CHAPTER", help="only these chapters (default: all with a source)")
-        build.add_argument("--check", action="store_true", help="write nothing; exit 1 when a notebook differs from its source")
+        build.add_argument(
+            "chapters", nargs="*", metavar="CHAPTER", help="only these chapters (default: all with a source)"
+        )
+        build.add_argument(
+            "--check", action="store_true", help="write nothing; exit 1 when a notebook differs from its source"
+        )
         build.add_argument("--solved", action="store_true", help="also build and execute the solved copies (slow)")
         build.add_argument("--out", type=Path, default=None, help="output folder (default: the repository's chapters/)")
         build.set_defaults(func=run_build)
@@ -69,13 +84,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 # --------------------------------------------------------------------------------------------------
 def run_status(args: argparse.Namespace) -> int:
-    from checks import progress
-    from checks.notebooks import available_chapters, load_source
+    from workbook import progress
+    from workbook.notebooks import available_chapters, load_source
 
     state = progress.load(report=False)
     if state.recovered_from is not None:
-        print(f"Your progress file could not be read; it was moved to {state.recovered_from} "
-              "and a fresh one was started.\n")
+        print(
+            f"Your progress file could not be read; it was moved to {state.recovered_from} "
+            "and a fresh one was started.\n"
+        )
     with_source = {c.stem for c in available_chapters()}
     rows = [("chapter", "exercise", "state", "hints", "solution")]
     counts = {"passed": 0, "failed": 0, "not attempted": 0}
@@ -88,26 +105,30 @@ def run_status(args: argparse.Namespace) -> int:
             entry = state.get(name)
             counts[entry["state"]] = counts.get(entry["state"], 0) + 1
             total = len(hints_total.get(name, [])) or "?"
-            rows.append((
-                f"{ch.stem[:2]} {ch.title}" if i == 0 else "",
-                name,
-                entry["state"],
-                f"{entry['hints']}/{total}",
-                "viewed" if entry["solution"] else "-",
-            ))
+            rows.append(
+                (
+                    f"{ch.stem[:2]} {ch.title}" if i == 0 else "",
+                    name,
+                    entry["state"],
+                    f"{entry['hints']}/{total}",
+                    "viewed" if entry["solution"] else "-",
+                )
+            )
     widths = [max(len(str(r[c])) for r in rows) for c in range(len(rows[0]))]
     for index, row in enumerate(rows):
         print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
         if index == 0:
             print("  ".join("-" * w for w in widths))
     total = sum(counts.values())
-    print(f"\n{counts['passed']} of {total} exercises passed, {counts['failed']} failed, "
-          f"{counts['not attempted']} not attempted.  (progress file: {progress.progress_path()})")
+    print(
+        f"\n{counts['passed']} of {total} exercises passed, {counts['failed']} failed, "
+        f"{counts['not attempted']} not attempted.  (progress file: {progress.progress_path()})"
+    )
     return 0
 
 
 def _exercise_or_fail(name: str) -> str | None:
-    from checks.learner import exercise_name
+    from workbook.learner import exercise_name
 
     try:
         return exercise_name(name)
@@ -117,7 +138,7 @@ def _exercise_or_fail(name: str) -> str | None:
 
 
 def run_hint(args: argparse.Namespace) -> int:
-    from checks.learner import hint
+    from workbook.learner import hint
 
     name = _exercise_or_fail(args.name)
     if name is None:
@@ -131,7 +152,7 @@ def run_hint(args: argparse.Namespace) -> int:
 
 
 def run_solution(args: argparse.Namespace) -> int:
-    from checks.learner import solution
+    from workbook.learner import solution
 
     name = _exercise_or_fail(args.name)
     if name is None:
@@ -142,7 +163,7 @@ def run_solution(args: argparse.Namespace) -> int:
 
 def default_chapters_dir() -> Path:
     """./chapters when it exists, else . when it holds chapter notebooks, else the repository's chapters/."""
-    from checks.notebooks import CHAPTERS_DIR
+    from workbook.notebooks import CHAPTERS_DIR
 
     cwd = Path.cwd()
     if (cwd / "chapters").is_dir():
@@ -153,7 +174,8 @@ def default_chapters_dir() -> Path:
 
 
 def run_reset(args: argparse.Namespace) -> int:
-    from checks.notebooks import _atomic_write, learner_notebook_text
+    from workbook.files import atomic_write
+    from workbook.notebooks import learner_notebook_text
 
     try:
         info = chapter(args.chapter)
@@ -178,13 +200,13 @@ def run_reset(args: argparse.Namespace) -> int:
             backup = backups / f"{info.stem}-{stamp}-{n}.ipynb"
         shutil.copy2(target, backup)
         print(f"Your notebook was saved as {backup}")
-    _atomic_write(target, pristine)
+    atomic_write(target, pristine)
     print(f"{target} is the pristine chapter {info.stem[:2]} again. (Your progress is kept: `workbook status`.)")
     return 0
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from checks import notebooks
+    from workbook import notebooks
 
     out = args.out or notebooks.CHAPTERS_DIR
     try:

@@ -41,8 +41,9 @@ class HideHiddenTests(NbGraderPreprocessor):
     begin_test_delimeter = Unicode("BEGIN HIDDEN TESTS").tag(config=True)
     end_test_delimeter = Unicode("END HIDDEN TESTS").tag(config=True)
 
-    def preprocess_cell(self, cell: NotebookNode, resources: ResourcesDict, cell_index: int
-                        ) -> tuple[NotebookNode, ResourcesDict]:
+    def preprocess_cell(
+        self, cell: NotebookNode, resources: ResourcesDict, cell_index: int
+    ) -> tuple[NotebookNode, ResourcesDict]:
         if self.begin_test_delimeter in cell.source:
             cell.source = remove_hidden_region(cell.source, self.begin_test_delimeter, self.end_test_delimeter)
         if cell.cell_type == "code" and (utils.is_grade(cell) or utils.is_locked(cell)):
@@ -50,8 +51,9 @@ class HideHiddenTests(NbGraderPreprocessor):
                 if output.get("output_type") == "error":
                     # The traceback quotes the hidden line that raised; keep only "Name: message".
                     evalue = output.get("evalue", "")
-                    output["traceback"] = [f"{output.get('ename', 'Error')}: {evalue}" if evalue
-                                           else output.get("ename", "Error")]
+                    output["traceback"] = [
+                        f"{output.get('ename', 'Error')}: {evalue}" if evalue else output.get("ename", "Error")
+                    ]
         return cell, resources
 
 
@@ -77,8 +79,11 @@ class CheckSubmissionMetadata(NbGraderPreprocessor):
         lost = [name for name in wanted if name not in present]
         # nbgrader re-adds a missing test cell after the cell before it; with both gone it crashes,
         # and with no metadata at all it would grade every exercise zero without saying why.
-        stuck = [name for name in lost if name in graded and order.index(name) > 0
-                 and order[order.index(name) - 1] not in present]
+        stuck = [
+            name
+            for name in lost
+            if name in graded and order.index(name) > 0 and order[order.index(name) - 1] not in present
+        ]
         if wanted and (not present & set(wanted) or stuck):
             where = f"{info['assignment']}/{info['notebook']}.ipynb of student {info.get('student', '?')}"
             message = (

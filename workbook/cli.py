@@ -1,8 +1,7 @@
 """The ``workbook`` command: one entry point, one subcommand per job.
 
-Each subcommand lives in its own module under ``checks.commands`` and adds itself with
-``register(subparsers)``; the modules named in ``SUBCOMMANDS``
-that exist are registered.
+Each subcommand lives in its own module under ``workbook.commands`` and adds itself with
+``register(subparsers)``.
 """
 
 from __future__ import annotations
@@ -12,11 +11,11 @@ import importlib
 import sys
 
 SUBCOMMANDS = [
-    "checks.commands.demo",  # workbook demo
-    "checks.commands.check",  # workbook check
-    "checks.commands.progress",  # workbook status / hint / solution / reset
-    "checks.commands.train",  # workbook train / translate
-    "checks.commands.course",  # workbook course
+    "workbook.commands.demo",  # workbook demo
+    "workbook.commands.check",  # workbook check
+    "workbook.commands.progress",  # workbook status / hint / solution / reset
+    "workbook.commands.train",  # workbook train / translate
+    "workbook.commands.course",  # workbook course
 ]
 
 
@@ -28,13 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name != name:  # a real missing dependency inside the module: say so
-                raise
-            continue  # that command is not built yet
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     return parser
 
 

@@ -1,6 +1,6 @@
-"""The notebook generator: chapter sources (``checks/content/*.md``) + ``solutions`` -> notebooks.
+"""The notebook generator: chapter sources (``workbook/content/*.md``) + ``solutions`` -> notebooks.
 
-Every chapter has one source (its format is ``checks/content/FORMAT.md``). From it this module builds
+Every chapter has one source (its format is ``workbook/content/FORMAT.md``). From it this module builds
 
 * the learner notebook ``chapters/<stem>.ipynb`` (stubs, no outputs; committed), and
 * the solved copy ``chapters/solved/<stem>.ipynb`` (each stub replaced by the reference, executed).
@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from checks.chapters import CHAPTERS, EXERCISE_TO_CHAPTER, Chapter, chapter
-from checks.content import CONTENT_DIR
+from workbook.chapters import CHAPTERS, EXERCISE_TO_CHAPTER, Chapter, chapter
+from workbook.content import CONTENT_DIR
+from workbook.files import atomic_write
 
 if TYPE_CHECKING:  # nbformat is imported where it is used: it is slow to import, and `workbook status` needs none
     import nbformat
@@ -149,7 +150,7 @@ def _validate(path: Path, info: Chapter, raw: list[Block]) -> ChapterSource:
     exercises = [b.name for b in raw if b.kind == "exercise"]
     if tuple(exercises) != info.exercises:
         raise SourceError(
-            f"{path}: exercises {exercises} differ from checks/chapters.py's {list(info.exercises)} (same order)"
+            f"{path}: exercises {exercises} differ from workbook/chapters.py's {list(info.exercises)} (same order)"
         )
     for block in raw:
         if block.kind in ("hint", "solution") and block.name not in info.exercises:
@@ -233,7 +234,8 @@ def header_markdown(source: ChapterSource) -> str:
             "",
             "| | |",
             "|---|---|",
-            f"| **Paper sections** | {sections} of *Attention Is All You Need* ([arXiv:1706.03762](https://arxiv.org/abs/1706.03762)) |",
+            f"| **Paper sections** | {sections} of *Attention Is All You Need* "
+            "([arXiv:1706.03762](https://arxiv.org/abs/1706.03762)) |",
             f"| **Difficulty** | {h['difficulty']} |",
             f"| **Importance** | {h['importance']} |",
             f"| **Time box** | {h['time']} |",
@@ -250,7 +252,7 @@ INSTALL_CELL = f'''\
 # When the workbook is already installed, this cell does nothing.
 WORKBOOK_REPO_URL = "{WORKBOOK_REPO_URL}"
 try:
-    import checks.learner  # noqa: F401
+    import workbook  # noqa: F401
     import solutions  # noqa: F401
 except ImportError:
     import subprocess
@@ -270,7 +272,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from checks.learner import check, hint, mine_or_reference, solution
+from workbook import check, hint, mine_or_reference, solution
 
 _ = torch.manual_seed(0)  # the same random numbers every run"""
 
@@ -290,7 +292,7 @@ def earlier_work_cell(source: ChapterSource) -> str:
         "# " + "=" * 94,
         "use_my_work = False",
         "",
-        "from checks.learner import earlier_parts",
+        "from workbook import earlier_parts",
         "",
         f"parts = earlier_parts({names!r}, use_my_work=use_my_work)",
     ]
@@ -381,7 +383,7 @@ def write_learner_notebooks(out_dir: Path = CHAPTERS_DIR, stems: list[str] | Non
         target = out_dir / f"{info.stem}.ipynb"
         text = learner_notebook_text(info.stem)
         if not target.exists() or target.read_text(encoding="utf-8") != text:
-            _atomic_write(target, text)
+            atomic_write(target, text)
             written.append(target)
     return written
 
@@ -394,7 +396,7 @@ def drifted(chapters_dir: Path = CHAPTERS_DIR, stems: list[str] | None = None) -
         if not target.exists():
             out.append(f"{target} (missing)")
         elif target.read_text(encoding="utf-8") != learner_notebook_text(info.stem):
-            out.append(f"{target} (differs from checks/content/{info.stem}.md)")
+            out.append(f"{target} (differs from workbook/content/{info.stem}.md)")
     return out
 
 
@@ -423,7 +425,9 @@ def execute(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 300) -> nbforma
     with tempfile.TemporaryDirectory(prefix="workbook-home-") as home:
         os.environ["WORKBOOK_HOME"] = home
         try:
-            NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+            NotebookClient(
+                nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+            ).execute()
         finally:
             if old is None:
                 os.environ.pop("WORKBOOK_HOME", None)
@@ -440,7 +444,7 @@ def write_solved_notebooks(out_dir: Path = CHAPTERS_DIR / "solved", stems: list[
     for info in _selected(stems):
         nb = execute(make_notebook(load_source(info.stem), "solved"), cwd=out_dir)
         target = out_dir / f"{info.stem}.ipynb"
-        _atomic_write(target, render(nb))
+        atomic_write(target, render(nb))
         written.append(target)
     return written
 
@@ -449,9 +453,3 @@ def _selected(stems: list[str] | None) -> list[Chapter]:
     if not stems:
         return available_chapters()
     return [chapter(s) for s in stems]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -1,13 +1,13 @@
 """The classroom: an nbgrader course generated from the same single source as ``chapters/``.
 
-``workbook course DIR`` (``checks.commands.course``) writes, for every chapter that has a source and
+``workbook course DIR`` (``workbook.commands.course``) writes, for every chapter that has a source and
 exercises (see :func:`course_chapters`),
 
 * ``DIR/nbgrader_config.py``: the course configuration (timeout, missing cells restored, feedback
   without hidden tests), and
 * ``DIR/source/<stem>/<stem>.ipynb``: the instructor's version of the chapter notebook.
 
-The instructor's version is derived from the learner notebook (``checks.notebooks.make_notebook``,
+The instructor's version is derived from the learner notebook (``workbook.notebooks.make_notebook``,
 the very function that writes ``chapters/``) by adding nbgrader metadata and two kinds of regions:
 
 * in each exercise cell, every placeholder ``# YOUR CODE HERE / raise NotImplementedError()`` becomes
@@ -34,8 +34,9 @@ from typing import Any
 
 import nbformat
 
-from checks.chapters import Chapter
-from checks.notebooks import (
+from workbook.chapters import Chapter
+from workbook.files import atomic_write
+from workbook.notebooks import (
     PLACEHOLDER,
     ChapterSource,
     available_chapters,
@@ -90,11 +91,9 @@ def assert_passes(name: str, namespace: dict[str, Any] | None = None, time_limit
 
 def _show(result: Any) -> None:
     """Display the checker's report in a notebook; nothing outside IPython."""
-    try:
-        from IPython import get_ipython
-        from IPython.display import display
-    except ImportError:
-        return
+    from IPython import get_ipython
+    from IPython.display import display
+
     if get_ipython() is not None:
         display(result)
 
@@ -104,7 +103,7 @@ def hidden_test_code(name: str) -> str:
     return "\n".join(
         [
             BEGIN_HIDDEN,
-            "from checks.course import assert_passes as _assert_passes",
+            "from workbook.course import assert_passes as _assert_passes",
             f'_assert_passes("{name}", globals())',
             END_HIDDEN,
         ]
@@ -129,8 +128,12 @@ def _functions(tree: ast.AST, prefix: str = "") -> dict[str, ast.FunctionDef | a
 def _body_statements(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.stmt]:
     """The statements of a function body, without its docstring."""
     body = list(fn.body)
-    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-            and isinstance(body[0].value.value, str):
+    if (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(getattr(body[0], "value", None), ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
         body = body[1:]
     return body
 
@@ -228,10 +231,17 @@ def solution_code(stub: str, name: str, source: ChapterSource) -> str:
 # --------------------------------------------------------------------------------------------------
 # The instructor's ("source") notebook
 # --------------------------------------------------------------------------------------------------
-def _nbgrader(grade_id: str, *, solution: bool = False, grade: bool = False, locked: bool = False,
-              points: float | None = None) -> dict:
-    meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": SCHEMA_VERSION,
-            "solution": solution, "task": False}
+def _nbgrader(
+    grade_id: str, *, solution: bool = False, grade: bool = False, locked: bool = False, points: float | None = None
+) -> dict:
+    meta = {
+        "grade": grade,
+        "grade_id": grade_id,
+        "locked": locked,
+        "schema_version": SCHEMA_VERSION,
+        "solution": solution,
+        "task": False,
+    }
     if grade:
         meta["points"] = points
     return meta
@@ -290,7 +300,7 @@ c.OverwriteCells.add_missing_cells = True
 # A notebook whose nbgrader metadata was stripped (e.g. copied into a new notebook) is reported
 # with a clear message naming the cells, instead of a KeyError deep inside nbgrader.
 c.Autograde.sanitize_preprocessors = [
-    "checks.nbgrader_ext.CheckSubmissionMetadata",
+    "workbook.nbgrader_ext.CheckSubmissionMetadata",
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
@@ -302,7 +312,7 @@ c.Autograde.sanitize_preprocessors = [
 # feedback shows the hidden test code and the tracebacks that quote it.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
-    "checks.nbgrader_ext.HideHiddenTests",
+    "workbook.nbgrader_ext.HideHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 '''
@@ -319,8 +329,9 @@ def source_path(course_dir: Path, stem: str) -> Path:
     return Path(course_dir) / "source" / stem / f"{stem}.ipynb"
 
 
-def write_course(course_dir: Path, stems: list[str] | None = None, timeout: int = DEFAULT_TIMEOUT,
-                 points: float = DEFAULT_POINTS) -> list[Path]:
+def write_course(
+    course_dir: Path, stems: list[str] | None = None, timeout: int = DEFAULT_TIMEOUT, points: float = DEFAULT_POINTS
+) -> list[Path]:
     """Write ``nbgrader_config.py`` and the source notebook of every chapter with a source (or of
     ``stems``). Returns the written paths. Existing gradebooks and submissions are left alone; a
     changed ``nbgrader_config.py`` is first copied to ``nbgrader_config.py.bak``."""
@@ -328,24 +339,25 @@ def write_course(course_dir: Path, stems: list[str] | None = None, timeout: int 
     course_dir.mkdir(parents=True, exist_ok=True)
     chapters: list[Chapter] = course_chapters()
     if stems:
-        from checks.chapters import chapter
+        from workbook.chapters import chapter
 
         chapters = [chapter(s) for s in stems]
         ungraded = [ch.stem for ch in chapters if not ch.exercises]
         if ungraded:
-            raise CourseError(f"{', '.join(ungraded)} has no exercises, so nothing to grade: it is not part of "
-                              "the course (hand the notebook out as it is).")
+            raise CourseError(
+                f"{', '.join(ungraded)} has no exercises, so nothing to grade: it is not part of "
+                "the course (hand the notebook out as it is)."
+            )
     written = []
     config = course_dir / "nbgrader_config.py"
     text = config_text(timeout)
     if config.exists() and config.read_text(encoding="utf-8") != text:
         config.with_name(config.name + ".bak").write_bytes(config.read_bytes())  # the teacher's edits
-    config.write_text(text, encoding="utf-8")
+    atomic_write(config, text)
     written.append(config)
     for info in chapters:
         target = source_path(course_dir, info.stem)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(render(source_notebook(info.stem, points)), encoding="utf-8")
+        atomic_write(target, render(source_notebook(info.stem, points)))
         written.append(target)
     return written
 

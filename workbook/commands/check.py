@@ -2,7 +2,7 @@
 
 Each notebook is read (never written), its setup and exercise cells run in a fresh process of its
 own, and every exercise of the chapter is graded there with ``checks.check`` (see
-``checks.notebook_runner`` for which cells run and how the processes are isolated).
+``workbook.runner`` for which cells run and how the processes are isolated).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from checks.chapters import CHAPTERS, GRADED_CHAPTERS, Chapter, chapter
+from workbook.chapters import CHAPTERS, GRADED_CHAPTERS, Chapter, chapter
 
 EPILOG = """\
 chapters: 03, 3, 03_attention, an exercise name (LayerNorm), or a path to a notebook; none = every
@@ -29,7 +29,8 @@ and magics (%...) are skipped.
 timeout or crashed), "message", "cell_errors": [{"cell", "first_line", "error"}], "output_tail",
 "seconds", "exercises": [{"exercise", "state" (passed, failed, not attempted or error), "passed",
 "failures", "diagnoses", "tests", "text"}]}], "summary": {"passed", "failed", "not attempted",
-"error", "total", "ok"}, "ungraded" (chapters asked for that have no exercises), "seconds"}. Your notebooks' prints never mix into it.
+"error", "total", "ok"}, "ungraded" (chapters asked for that have no exercises), "seconds"}.
+Your notebooks' prints never mix into it.
 
 exit status:
   0  every graded exercise passed
@@ -38,6 +39,7 @@ exit status:
   2  the command was used wrongly (unknown chapter, no chapters folder)
 """
 
+LEFT_RUNNING = "your code left {} running; it was stopped when grading ended (join your threads)"
 STATE_LABEL = {"passed": "passed", "failed": "FAILED", "not attempted": "not attempted", "error": "ERROR"}
 
 
@@ -51,19 +53,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("chapters", nargs="*", metavar="CHAPTER",
-                        help="chapters to grade (default: every chapter)")
-    parser.add_argument("--dir", default=None, metavar="DIR",
-                        help="folder holding the chapter notebooks (default: ./chapters, or the current "
-                        "folder when it holds them)")
+    parser.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapters to grade (default: every chapter)")
+    parser.add_argument(
+        "--dir",
+        default=None,
+        metavar="DIR",
+        help="folder holding the chapter notebooks (default: ./chapters, or the current folder when it holds them)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON (for tools)")
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                        help="time limit for one cell (default 30); a cell running longer is stopped and "
-                        "reported, and the exercises are graded all the same")
-    parser.add_argument("--all-cells", action="store_true",
-                        help="also run the chapter's demo/figure/training cells (slower)")
-    parser.add_argument("--verbose", "-v", action="store_true",
-                        help="after the table, the full report (every test) of each exercise that did not pass")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="time limit for one cell (default 30); a cell running longer is stopped and "
+        "reported, and the exercises are graded all the same",
+    )
+    parser.add_argument(
+        "--all-cells", action="store_true", help="also run the chapter's demo/figure/training cells (slower)"
+    )
+    parser.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="after the table, the full report (every test) of each exercise that did not pass",
+    )
     parser.set_defaults(func=run)
 
 
@@ -77,8 +91,10 @@ def _default_dir() -> Path:
         return here / "chapters"
     if any(here.glob("[0-9][0-9]_*.ipynb")):
         return here
-    raise UsageError(f"No chapter notebooks found: looked in {here / 'chapters'} and in {here}. "
-                     "Run `workbook check` from the folder that holds chapters/, or pass --dir DIR.")
+    raise UsageError(
+        f"No chapter notebooks found: looked in {here / 'chapters'} and in {here}. "
+        "Run `workbook check` from the folder that holds chapters/, or pass --dir DIR."
+    )
 
 
 def resolve(args_chapters: list[str], folder: Path | None) -> list[tuple[Chapter, Path]]:
@@ -93,8 +109,10 @@ def resolve(args_chapters: list[str], folder: Path | None) -> list[tuple[Chapter
             try:
                 ch = chapter(path.stem) if path.stem in {c.stem for c in CHAPTERS} else chapter(path.stem[:2])
             except KeyError:
-                raise UsageError(f"{arg}: cannot tell which chapter this notebook is; its name must start "
-                                 "with the chapter number, like 03_attention.ipynb.") from None
+                raise UsageError(
+                    f"{arg}: cannot tell which chapter this notebook is; its name must start "
+                    "with the chapter number, like 03_attention.ipynb."
+                ) from None
         else:
             try:
                 ch = chapter(arg.strip())
@@ -130,8 +148,7 @@ def format_table(chapters: list[dict], verbose: bool = False) -> str:
     rows = [("chapter", "exercise", "state", "first message")]
     for ch in chapters:
         for ex in ch["exercises"]:
-            rows.append((ch["chapter"], ex["exercise"], STATE_LABEL.get(ex["state"], ex["state"]),
-                         _first_message(ex)))
+            rows.append((ch["chapter"], ex["exercise"], STATE_LABEL.get(ex["state"], ex["state"]), _first_message(ex)))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     room = max(30, width - sum(widths) - 6)
     lines = []
@@ -146,6 +163,8 @@ def format_table(chapters: list[dict], verbose: bool = False) -> str:
             notes.append(f"{ch['chapter']}: {ch['message']}")
         for error in ch.get("cell_errors", []):
             notes.append(f"{ch['chapter']}: cell {error['cell']} ({error['first_line']}) {error['error']}")
+        if ch["status"] == "graded" and ch.get("left_running"):
+            notes.append(f"{ch['chapter']}: " + LEFT_RUNNING.format(", ".join(ch["left_running"])))
     if notes:
         lines += ["", "Problems in the notebooks (the other chapters were graded all the same):"]
         lines += [f"  - {note}" for note in notes]
@@ -159,8 +178,18 @@ def format_table(chapters: list[dict], verbose: bool = False) -> str:
     return "\n".join(lines)
 
 
+def record_progress(chapters: list[dict]) -> None:
+    """Remember each graded exercise's verdict (here, in this one process: the workers never write it)."""
+    from workbook import progress
+
+    for ch in chapters:
+        for ex in ch["exercises"]:
+            if ex["state"] in progress.STATES:
+                progress.record_check(ex["exercise"], ex["state"])
+
+
 def run(args: argparse.Namespace) -> int:
-    from checks.notebook_runner import grade_chapters, read_chapter
+    from workbook.runner import grade_chapters, read_chapter
 
     start = time.perf_counter()
     try:
@@ -179,29 +208,55 @@ def run(args: argparse.Namespace) -> int:
     if not targets:
         names = ", ".join(ch.stem for ch in ungraded)
         if args.json:
-            print(json.dumps({"chapters": [], "summary": summarise([]), "ungraded": [ch.stem for ch in ungraded],
-                              "seconds": round(time.perf_counter() - start, 2)}, indent=2))
+            print(
+                json.dumps(
+                    {
+                        "chapters": [],
+                        "summary": summarise([]),
+                        "ungraded": [ch.stem for ch in ungraded],
+                        "seconds": round(time.perf_counter() - start, 2),
+                    },
+                    indent=2,
+                )
+            )
         else:
-            print(f"{names}: no exercises, nothing to grade. (Run the notebook itself: it trains the "
-                  "model built from your earlier chapters.)")
+            print(
+                f"{names}: no exercises, nothing to grade. (Run the notebook itself: it trains the "
+                "model built from your earlier chapters.)"
+            )
         return 0
 
     jobs = [read_chapter(ch, path, all_cells=args.all_cells) for ch, path in targets]
     chapters = grade_chapters(jobs, timeout=args.timeout)
+    record_progress(chapters)
     summary = summarise(chapters)
     seconds = round(time.perf_counter() - start, 2)
     if args.json:
-        print(json.dumps({"chapters": chapters, "summary": summary, "ungraded": [ch.stem for ch in ungraded],
-                          "seconds": seconds}, indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    "chapters": chapters,
+                    "summary": summary,
+                    "ungraded": [ch.stem for ch in ungraded],
+                    "seconds": seconds,
+                },
+                indent=2,
+                default=str,
+            )
+        )
     else:
         folders = sorted({str(Path(ch["path"]).resolve().parent) for ch in chapters})
         print(f"Grading {len(chapters)} chapter notebook(s) in {', '.join(folders)}\n")
         print(format_table(chapters, verbose=args.verbose))
         if ungraded:
             print(f"\n(Not graded, no exercises: {', '.join(ch.stem for ch in ungraded)}.)")
-        print(f"\n{summary['passed']} passed, {summary['failed']} failed, {summary['not attempted']} not "
-              f"attempted, {summary['error']} not gradable, of {summary['total']} exercises ({seconds:.1f} s).")
+        print(
+            f"\n{summary['passed']} passed, {summary['failed']} failed, {summary['not attempted']} not "
+            f"attempted, {summary['error']} not gradable, of {summary['total']} exercises ({seconds:.1f} s)."
+        )
         if not summary["ok"]:
-            print("Exit status 1: not every exercise passes yet. Run `check(NAME)` in the notebook for "
-                  "the details of one, or add --verbose here.")
+            print(
+                "Exit status 1: not every exercise passes yet. Run `check(NAME)` in the notebook for "
+                "the details of one, or add --verbose here."
+            )
     return 0 if summary["ok"] else 1

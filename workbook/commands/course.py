@@ -1,8 +1,8 @@
-"""``workbook course DIR``: write an nbgrader course of the workbook (``checks.course``).
+"""``workbook course DIR``: write an nbgrader course of the workbook (``workbook.course``).
 
-    workbook course DIR                # nbgrader_config.py + source/<chapter>/<chapter>.ipynb
-    workbook course DIR --check        # which submissions lost their nbgrader metadata?
-    workbook course DIR --repair       # put it back (by cell id, a .bak copy is kept)
+workbook course DIR                # nbgrader_config.py + source/<chapter>/<chapter>.ipynb
+workbook course DIR --check        # which submissions lost their nbgrader metadata?
+workbook course DIR --repair       # put it back (by cell id, a .bak copy is kept)
 """
 
 from __future__ import annotations
@@ -38,22 +38,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("dir", metavar="DIR", help="the course folder (created when missing)")
-    parser.add_argument("--chapters", nargs="+", metavar="CHAPTER", default=None,
-                        help="only these chapters (03, 03_attention, ...); default: every chapter with a source and "
-                        "exercises (chapter 12, the training run, has nothing to grade)")
-    parser.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
-                        help="time limit per notebook cell when autograding (default 120)")
+    parser.add_argument(
+        "--chapters",
+        nargs="+",
+        metavar="CHAPTER",
+        default=None,
+        help="only these chapters (03, 03_attention, ...); default: every chapter with a source and "
+        "exercises (chapter 12, the training run, has nothing to grade)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="time limit per notebook cell when autograding (default 120)",
+    )
     parser.add_argument("--points", type=float, default=None, help="points per exercise (default 1)")
-    parser.add_argument("--check", action="store_true",
-                        help="do not write anything: report every notebook under DIR/submitted that "
-                        "lost its nbgrader metadata")
-    parser.add_argument("--repair", action="store_true",
-                        help="restore lost nbgrader metadata of the submissions by cell id (keeps a .bak copy)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="do not write anything: report every notebook under DIR/submitted that lost its nbgrader metadata",
+    )
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="restore lost nbgrader metadata of the submissions by cell id (keeps a .bak copy)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from checks import course
+    from workbook import course
 
     course_dir = Path(args.dir)
     if args.check or args.repair:
@@ -75,16 +90,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"Wrote {course_dir / 'nbgrader_config.py'} and {len(notebooks)} source notebook(s):")
     for path in notebooks:
         print(f"  {path}")
-    print(f"Next: cd {course_dir} && nbgrader generate_assignment {notebooks[0].parent.name if notebooks else 'CHAPTER'}")
+    print(
+        f"Next: cd {course_dir} && nbgrader generate_assignment {notebooks[0].parent.name if notebooks else 'CHAPTER'}"
+    )
     return 0
 
 
 def _inspect(course_dir: Path, repair: bool) -> int:
-    from checks import course
+    from workbook import course
 
     found = course.submissions(course_dir)
     if not found:
-        print(f"No submissions under {course_dir / 'submitted'} (expected submitted/<student>/<chapter>/<chapter>.ipynb).")
+        print(
+            f"No submissions under {course_dir / 'submitted'} (expected submitted/<student>/<chapter>/<chapter>.ipynb)."
+        )
         return 0
     bad = 0
     for student, assignment, path in found:

@@ -7,7 +7,9 @@ furthest hint seen (= hints used), and whether the solution was viewed::
     {"version": 1, "exercises": {"softmax": {"state": "passed", "hints": 1, "solution": false,
                                              "updated": "2026-11-22T08:00:00+00:00"}}}
 
-It is written atomically (a temporary file, then ``os.replace``), so a crash never leaves half a file.
+It is written atomically (a temporary file, then ``os.replace``), so a crash never leaves half a file,
+and every change is read, made and written under a lock (``progress.json.lock``), so two processes
+recording at once (``workbook check``, a notebook kernel, a terminal) lose nothing.
 A file that cannot be read is never silently lost: it is moved aside as
 ``progress.json.broken-<timestamp>`` and a fresh one is started, and the caller is told.
 """
@@ -17,10 +19,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+
+from workbook.files import atomic_write, locked
 
 VERSION = 1
 STATES = ("passed", "failed", "not attempted")
@@ -65,8 +68,12 @@ def load(report: bool = True) -> Progress:
         if not isinstance(data, dict) or not isinstance(data.get("exercises"), dict):
             raise ValueError("not a workbook progress file")
         for name, entry in data["exercises"].items():
-            if not isinstance(entry, dict) or entry.get("state", "not attempted") not in STATES \
-                    or not isinstance(entry.get("hints", 0), int) or not isinstance(entry.get("solution", False), bool):
+            if (
+                not isinstance(entry, dict)
+                or entry.get("state", "not attempted") not in STATES
+                or not isinstance(entry.get("hints", 0), int)
+                or not isinstance(entry.get("solution", False), bool)
+            ):
                 raise ValueError(f"the record of {name!r} is not valid")
         return Progress(exercises=data["exercises"])
     except ValueError as error:  # not JSON, or not ours (UnicodeDecodeError is a ValueError too)
@@ -83,30 +90,23 @@ def load(report: bool = True) -> Progress:
 
 
 def save(progress: Progress) -> Path:
-    """Write the progress atomically; returns the file's path."""
-    path = progress_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the progress atomically; returns the file's path (callers changing it hold ``locked``)."""
     text = json.dumps({"version": VERSION, "exercises": progress.exercises}, indent=2, sort_keys=True)
-    fd, tmp = tempfile.mkstemp(prefix=".progress-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(progress_path(), text + "\n")
 
 
 def _update(exercise: str, **changes) -> dict:
-    progress = load()
-    entry = progress.entry(exercise)
-    for key, value in changes.items():
-        entry[key] = value(entry.get(key)) if callable(value) else value
-    entry["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    """Read, change and write one exercise's record under the progress file's lock."""
+    entry: dict = {}
     try:
-        save(progress)
-    except OSError as error:  # a read-only home must not break a notebook
+        with locked(progress_path()):
+            progress = load()
+            entry = progress.entry(exercise)
+            for key, value in changes.items():
+                entry[key] = value(entry.get(key)) if callable(value) else value
+            entry["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            save(progress)
+    except OSError as error:  # a read-only home must not break a notebook: said, not hidden
         print(f"(Could not save your progress to {progress_path()}: {error})", file=sys.stderr)
     return entry
 
@@ -121,10 +121,9 @@ def record_check(exercise: str, state: str) -> None:
 def record_hint(exercise: str, number: int) -> int:
     """Note that hint ``number`` (1, 2, ...) of ``exercise`` was shown. ``hints`` is the furthest hint
     seen so far, which is also how many hints were used; returns it."""
-    return _update(exercise, hints=lambda n: max(n or 0, number))["hints"]
+    return _update(exercise, hints=lambda n: max(n or 0, number)).get("hints", number)
 
 
 def record_solution(exercise: str) -> None:
     """Remember that the solution of ``exercise`` was viewed."""
     _update(exercise, solution=True)
-

@@ -1,46 +1,49 @@
-"""Grade chapter notebooks without Jupyter: the engine behind ``workbook check``.
+"""The one runner for the learner's notebook code: ``workbook check``, ``use_my_work`` and chapter 12.
 
 Two halves:
 
 * :func:`read_chapter` (in the calling process, no learner code runs): reads a notebook's JSON
   (never writes it) and picks the code cells to run;
-* :func:`grade_chapters`: runs each chapter's cells in its own FRESH process, then calls
-  ``checks.check`` there for every exercise of the chapter, and brings the results back as JSON
-  through a result file (the learner's prints go to a capture file, never into the results).
+* :func:`run_chapters`: runs each chapter's cells in a worker process of its own
+  (``checks.worker``), grades every exercise of the chapter there with ``checks.check``, and brings
+  back a report per cell and per exercise (and, when asked, the learner's passing parts).
 
 Which cells run. Code cells tagged (``cell.metadata["workbook"]["role"]``) ``setup`` or ``exercise``,
 untagged cells (the learner's own), and of the chapter's ``other`` cells (demos, figures, training
-runs: the slow part) only their definitions (functions, classes, imports, constants), because an
-exercise may call a helper the chapter defines, as chapter 11's ``_next_token_logits``;
+runs: the slow part) only their definitions (functions, classes, imports, names bound to literals),
+because an exercise may call a helper the chapter defines, as chapter 11's ``_next_token_logits``;
 ``all_cells=True`` runs them whole. Skipped: ``check`` and ``hint`` cells, and cells whose code is
-only calls of ``check(`` / ``hint(`` / ``solution(``. Shell and magic lines (``!pip ...``, ``%matplotlib ...``) are blanked; a cell that starts with
-a cell magic other than ``%%time`` / ``%%capture`` is skipped. Cells run in the notebook's folder
-(as a Jupyter kernel would), in a fresh ``__main__`` namespace, and go on after a cell raises (each
-error is reported with the cell number and the learner's own line).
+only calls of ``check(`` / ``hint(`` / ``solution(``. Shell and magic lines (``!pip ...``,
+``%matplotlib ...``) are blanked; a cell that starts with a cell magic other than ``%%time`` /
+``%%capture`` is skipped. Cells run in a fresh ``__main__`` namespace and go on after a cell raises
+(each error is reported with the cell number and the learner's own line).
 
-Isolation and speed. A process that imports torch costs 1-2 s, so on Linux the chapters' processes
-are forked from the calling process once it has imported torch, matplotlib and the checker (no
-learner code ever runs in it): a fork costs milliseconds. Where forking is not safe (macOS, Windows,
-or a caller with other threads running) each chapter gets a fresh ``python -m
-checks.notebook_runner`` instead: slower, just as isolated. Either way each chapter has its own
-process: its namespace, ``sys.exit``, a crash or a hang cannot touch another chapter. At most two
-chapters run at a time (the later, heavier chapters first). Time limits: a cell may run ``timeout`` seconds, then it is interrupted and the
-next cell runs (the cells of one notebook get ``2 * timeout`` in all; later cells are then skipped);
-the exercises are graded all the same, each under the checker's own time limit; a process that
-outlives all of that is killed and its chapter reported as timed out.
+Where they run. Never in the learner's folder: the worker's working directory is a scratch copy of
+the notebook's folder (small files only, see :func:`scratch_copy`), deleted afterwards, so a cell
+that deletes or rewrites files in its folder changes nothing of the learner's. The worker leads its
+own process group and is killed with everything it started when its chapter is done; the report says
+when the learner's code left a thread or a process running. Inside a worker, ``earlier_parts`` always
+gives the reference (``IN_RUNNER``): a chapter is graded on its own.
+
+Time limits: a cell may run ``timeout`` seconds, then it is interrupted by a signal and the next cell
+runs (the cells of one notebook get ``2 * timeout`` in all; later cells are then skipped); each
+exercise is graded under the checker's own limit, in a worker of its own; and the chapter's worker
+still alive after ``2 * timeout + check_time * exercises + grace`` seconds is killed from outside
+(the watchdog is this process: learner code that ignores or swallows signals cannot stop it) and its
+chapter reported as timed out. At most two chapters run at a time, the later, heavier ones first.
 """
 
 from __future__ import annotations
 
 import ast
+import base64
 import importlib
 import json
 import linecache
-import multiprocessing
 import os
 import re
+import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -51,7 +54,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checks.chapters import CHAPTERS, Chapter
+from checks.worker import DEFAULT_MEMORY, Outcome, Worker, can_fork
+from workbook.chapters import CHAPTERS, Chapter
 
 RUN_ROLES = ("setup", "exercise")  # tagged roles that run; untagged cells run too
 SKIP_ROLES = ("check", "hint")
@@ -62,8 +66,31 @@ DEFINES = re.compile(r"^\s*(def|class)\s+([A-Za-z_]\w*)", re.MULTILINE)
 OUTPUT_LIMIT = 64 * 1024 * 1024  # bytes of prints a chapter may write before writes fail
 TAIL = 2000  # characters of captured output kept in the results
 CHAPTER_ORDER = {ch.stem: i for i, ch in enumerate(CHAPTERS)}  # later chapters grade bigger models
-PRELOAD = ["torch", "matplotlib", "matplotlib.pyplot", "checks", "checks.core", "checks.specs",
-           "checks.learner", "solutions", "checks.notebook_runner"]
+PRELOAD = [
+    "torch",
+    "matplotlib",
+    "matplotlib.pyplot",
+    "checks.grade",
+    "checks.specs",
+    "solutions",
+    "cloudpickle",
+    "workbook.learner",
+]
+IN_RUNNER = "WORKBOOK_IN_RUNNER"  # set inside a worker: earlier_parts() gives the reference there
+# The scratch copy of a notebook's folder: files a cell may read (data, a helper module), not runs.
+SCRATCH_FILE_LIMIT = 16 * 1024 * 1024
+SCRATCH_TOTAL_LIMIT = 256 * 1024 * 1024
+SCRATCH_SKIP = {
+    ".git",
+    ".ipynb_checkpoints",
+    "__pycache__",
+    "runs",
+    "checkpoints",
+    ".venv",
+    "venv",
+    "node_modules",
+    ".workbook",
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -112,7 +139,7 @@ def clean_source(source: str) -> str | None:
             line = ""
         kept.append(line)
     code = "\n".join(kept)
-    if not code.strip() or all(not l.strip() or l.strip() == "pass" or l.lstrip().startswith("#") for l in kept):
+    if not code.strip() or all(not s.strip() or s.strip() == "pass" or s.lstrip().startswith("#") for s in kept):
         return None
     return code
 
@@ -124,6 +151,9 @@ def _is_definition(node: ast.stmt) -> bool:
     if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
         return True
     if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        if not all(isinstance(t, ast.Name) for t in targets):
+            return False  # `mask[..., 0] = True` changes a value the demo made: not a definition
         try:
             ast.literal_eval(node.value)
             return True
@@ -184,9 +214,11 @@ def read_chapter(chapter: Chapter, path: Path, all_cells: bool = False) -> Chapt
         return job
     except Exception as error:  # noqa: BLE001 - any unreadable file is reported, never raised
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        job.error = (f"cannot read {path.name}: it is not a valid notebook ({type(error).__name__}: "
-                     f"{first[:200]}). Restore it from a backup, or get a fresh copy with "
-                     f"`workbook reset {chapter.stem[:2]}` (your other chapters are unaffected).")
+        job.error = (
+            f"cannot read {path.name}: it is not a valid notebook ({type(error).__name__}: "
+            f"{first[:200]}). Restore it from a backup, or get a fresh copy with "
+            f"`workbook reset {chapter.stem[:2]}` (your other chapters are unaffected)."
+        )
         return job
     for index, cell in enumerate(notebook["cells"], start=1):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
@@ -198,8 +230,11 @@ def read_chapter(chapter: Chapter, path: Path, all_cells: bool = False) -> Chapt
         code = clean_source(source)
         if role == "other" and not all_cells and code is not None:
             code = definitions_only(code)
-        if (role in SKIP_ROLES or code is None
-                or (role not in RUN_ROLES and CALLS_HELPER.search(code) and not DEFINES.search(code))):
+        if (
+            role in SKIP_ROLES
+            or code is None
+            or (role not in RUN_ROLES and CALLS_HELPER.search(code) and not DEFINES.search(code))
+        ):
             job.skipped += 1
             continue
         exercise = meta.get("exercise") if role == "exercise" else None
@@ -211,7 +246,7 @@ def read_chapter(chapter: Chapter, path: Path, all_cells: bool = False) -> Chapt
 
 
 # --------------------------------------------------------------------------------------------------
-# Inside a chapter's process
+# Inside a chapter's worker
 # --------------------------------------------------------------------------------------------------
 class CellTimeout(BaseException):
     """Raised inside a cell that ran past the chapter's time budget (BaseException: a learner's
@@ -275,8 +310,10 @@ def _run_cells(job: dict, namespace: dict, limit: float) -> dict[int, str]:
     allotted = limit  # seconds the running cell was given
 
     def on_alarm(signum: int, frame: Any) -> None:
-        raise CellTimeout(f"was still running after {allotted:g} s and was stopped (an endless loop? a long "
-                          "training run? `workbook check --timeout SECONDS` allows more)")
+        raise CellTimeout(
+            f"was still running after {allotted:g} s and was stopped (an endless loop? a long "
+            "training run? `workbook check --timeout SECONDS` allows more)"
+        )
 
     if can_alarm:
         signal.signal(signal.SIGALRM, on_alarm)
@@ -313,41 +350,57 @@ def _first_line(cell: dict) -> str:
     return line.strip()[:60]
 
 
-def run_chapter(job: dict, result_path: str, capture_path: str) -> None:
-    """Grade one chapter in THIS process (a fresh one) and write the results as JSON to ``result_path``.
+def scratch_copy(folder: Path, dest: Path) -> Path:
+    """Copy ``folder``'s small files into ``dest`` (made here) and return ``dest``.
 
-    A failure of the grader itself (not of the learner's code, which is caught cell by cell) is
-    written there too, so that it is not blamed on the notebook.
+    A cell may read a file beside its notebook (a data file, a helper module), so the worker starts
+    in a copy of that folder. Left out: files over 16 MB, anything past 256 MB in all, and run and
+    tool folders (``runs/``, ``checkpoints/``, ``.git``, ``.ipynb_checkpoints``...). Symbolic links
+    to files are copied as the files they point to (a write through a link would reach the
+    original); links to folders are left out.
+    """
+    if not folder.is_dir():
+        raise FileNotFoundError(f"the notebook's folder {folder} is gone")
+    dest.mkdir(parents=True, exist_ok=True)
+    budget = SCRATCH_TOTAL_LIMIT
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        rel = Path(root).relative_to(folder)
+        dirs[:] = [d for d in dirs if d not in SCRATCH_SKIP and not Path(root, d).is_symlink() and len(rel.parts) < 4]
+        (dest / rel).mkdir(parents=True, exist_ok=True)
+        for name in files:
+            source = Path(root, name)
+            try:
+                size = source.stat().st_size  # follows a link to its file
+                if not source.is_file() or size > SCRATCH_FILE_LIMIT or size > budget:
+                    continue
+                shutil.copyfile(source, dest / rel / name)
+                budget -= size
+            except OSError:
+                continue  # unreadable or vanished: the cell that needs it will say so
+    return dest
+
+
+def run_chapter(job: dict) -> dict:
+    """Run one chapter's cells and grade its exercises in THIS process (a worker); the report.
+
+    ``job`` is :class:`ChapterJob` as a dict plus ``timeout``, ``capture`` (where prints go),
+    ``scratch`` (the folder to work in) and ``parts`` (bring back the learner's passing parts).
     """
     os.environ["MPLBACKEND"] = "Agg"  # figures never open a window while grading
+    os.environ[IN_RUNNER] = "1"
     if "matplotlib" in sys.modules:
         sys.modules["matplotlib"].use("Agg")
-    _redirect_output(capture_path)
-    try:
-        result = _grade_here(job)
-    except BaseException:  # noqa: BLE001 - reported as the grader's own failure
-        result = {"internal_error": traceback.format_exc(limit=-3)}
-    tmp = result_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(result, f, default=str)
-    os.replace(tmp, result_path)
-
-
-def _grade_here(job: dict) -> dict:
-    """Run the cells, then check every exercise; the results as a JSON-ready dict."""
+    _redirect_output(job["capture"])
+    os.chdir(scratch_copy(Path(job["path"]).resolve().parent, Path(job["scratch"])))
     start = time.perf_counter()
     module = types.ModuleType("__main__")  # cells run as a notebook's would: in __main__
     module.__dict__["__builtins__"] = __builtins__
     module.__dict__["display"] = _display  # a builtin in Jupyter; learners call it
     sys.modules["__main__"] = module
     namespace = module.__dict__
-    os.chdir(Path(job["path"]).resolve().parent)  # a kernel starts in its notebook's folder
-    try:
-        import torch
+    import torch
 
-        torch.set_num_threads(1)  # chapters run side by side on a small machine
-    except ImportError:
-        pass
+    torch.set_num_threads(1)  # chapters run side by side on a small machine
     cell_errors = _run_cells(job, namespace, job["timeout"])
 
     from checks import check
@@ -358,95 +411,76 @@ def _grade_here(job: dict) -> dict:
         own_errors = [i for i, cell in by_index.items() if cell["exercise"] == name and i in cell_errors]
         if name not in namespace and own_errors:
             i = own_errors[0]
-            entry = {"exercise": name, "state": "failed", "passed": False, "diagnoses": [], "tests": [],
-                     "failures": [f"`{name}` is not defined because its cell (cell {i}: "
-                                  f"{_first_line(by_index[i])}) failed: {cell_errors[i]}"]}
+            entry = {
+                "exercise": name,
+                "state": "failed",
+                "passed": False,
+                "diagnoses": [],
+                "tests": [],
+                "failures": [
+                    f"`{name}` is not defined because its cell (cell {i}: "
+                    f"{_first_line(by_index[i])}) failed: {cell_errors[i]}"
+                ],
+            }
         elif name not in namespace:
             entry = check(name).to_dict()  # "not attempted": not defined
-            entry["failures"] = [f"`{name}` is not defined: no cell of this notebook defines it "
-                                 "(was its exercise cell deleted?). Write it, then check again."]
+            entry["failures"] = [
+                f"`{name}` is not defined: no cell of this notebook defines it "
+                "(was its exercise cell deleted?). Write it, then check again."
+            ]
         else:
             result = check(namespace[name], exercise=name)
             entry = result.to_dict()
             entry["text"] = str(result)
             if own_errors:
                 entry["failures"] = list(entry.get("failures", [])) + [
-                    f"note: its cell (cell {own_errors[0]}) raised {cell_errors[own_errors[0]]}"]
+                    f"note: its cell (cell {own_errors[0]}) raised {cell_errors[own_errors[0]]}"
+                ]
+            if job.get("parts") and result.passed:
+                entry["part"] = _pickled(namespace[name])
         entry.setdefault("failures", [])
         exercises.append(entry)
     sys.stdout.flush()
     sys.stderr.flush()
-    result = {
-        "cell_errors": [{"cell": i, "first_line": _first_line(by_index[i]), "error": e}
-                        for i, e in sorted(cell_errors.items())],
+    return {
+        "cell_errors": [
+            {"cell": i, "first_line": _first_line(by_index[i]), "error": e} for i, e in sorted(cell_errors.items())
+        ],
         "exercises": exercises,
         "seconds": round(time.perf_counter() - start, 3),
     }
-    return result
+
+
+def _pickled(obj: Any) -> str | None:
+    """The learner's object, by value (``cloudpickle``: a class defined in a notebook has no module
+    to import it from), as base64 text; None when it cannot be pickled."""
+    import cloudpickle
+
+    try:
+        return base64.b64encode(cloudpickle.dumps(obj)).decode("ascii")
+    except Exception:  # noqa: BLE001 - an unpicklable part is reported as not brought back
+        return None
+
+
+def unpickle_part(text: str) -> Any:
+    """A part brought back by :func:`run_chapter` (the learner's own code, run in their own process)."""
+    import pickle
+
+    return pickle.loads(base64.b64decode(text))  # noqa: S301 - the learner's own parts, for the learner
 
 
 # --------------------------------------------------------------------------------------------------
-# The calling side: one process per chapter, a few at a time
+# The calling side: one worker per chapter, a few at a time
 # --------------------------------------------------------------------------------------------------
-def _can_fork() -> bool:
-    """Forking this process is safe and cheap: Linux, and no other thread that could hold a lock."""
-    return (sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
-            and threading.active_count() == 1)
-
-
-class _Subprocess:
-    """A chapter's process started from scratch (``python -m checks.notebook_runner``): the fallback
-    where forking is not safe. Same interface as ``multiprocessing.Process`` for what we use."""
-
-    def __init__(self, payload: dict, result_path: str, capture_path: str) -> None:
-        job_path = result_path + ".job.json"
-        Path(job_path).write_text(json.dumps(payload), encoding="utf-8")
-        self._args = [sys.executable, "-m", "checks.notebook_runner", job_path, result_path, capture_path]
-        self._popen: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self._popen = subprocess.Popen(self._args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
-
-    def is_alive(self) -> bool:
-        return self._popen is not None and self._popen.poll() is None
-
-    def kill(self) -> None:
-        if self._popen is not None:
-            self._popen.kill()
-
-    def join(self) -> None:
-        if self._popen is not None:
-            self._popen.wait()
-
-    @property
-    def exitcode(self) -> int | None:
-        return None if self._popen is None else self._popen.returncode
-
-
-def _start(payload: dict, result_path: str, capture_path: str) -> Any:
-    """Start one chapter's process: a fork of this one when that is safe, else a fresh interpreter."""
-    if _can_fork():
-        process = multiprocessing.get_context("fork").Process(
-            target=run_chapter, args=(payload, result_path, capture_path), daemon=True)
-    else:
-        process = _Subprocess(payload, result_path, capture_path)
-    process.start()
-    return process
-
-
 def _preload() -> None:
     """Import torch, matplotlib and the checker once here, so that forked chapters need not.
 
     The backend is not set here but in each chapter's own process (``run_chapter``): this process may
     be a notebook or a test session whose later figures and kernels must keep their backend."""
-    if not _can_fork():
+    if not can_fork():
         return
     for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - a chapter process will report it when it matters
-            pass
+        importlib.import_module(name)
 
 
 def _tail(path: Path) -> str:
@@ -463,21 +497,38 @@ def _tail(path: Path) -> str:
 
 def _chapter_failure(job: ChapterJob, status: str, message: str) -> dict:
     return {
-        "chapter": job.stem, "path": job.path, "status": status, "message": message,
-        "cell_errors": [], "cells_run": len(job.cells), "cells_skipped": job.skipped, "seconds": 0.0,
+        "chapter": job.stem,
+        "path": job.path,
+        "status": status,
+        "message": message,
+        "cell_errors": [],
+        "cells_run": len(job.cells),
+        "cells_skipped": job.skipped,
+        "seconds": 0.0,
         "output_tail": "",
-        "exercises": [{"exercise": name, "state": "error", "passed": False, "diagnoses": [], "tests": [],
-                       "failures": [message]} for name in job.exercises],
+        "left_running": [],
+        "exercises": [
+            {"exercise": name, "state": "error", "passed": False, "diagnoses": [], "tests": [], "failures": [message]}
+            for name in job.exercises
+        ],
     }
 
 
-def grade_chapters(jobs: list[ChapterJob], timeout: float = 30.0, workers: int | None = None,
-                   check_time: float = 15.0, grace: float = 10.0) -> list[dict]:
-    """Grade every readable chapter in its own process; one result dict per job, in order.
+def run_chapters(
+    jobs: list[ChapterJob],
+    timeout: float = 30.0,
+    workers: int | None = None,
+    check_time: float = 15.0,
+    grace: float = 10.0,
+    parts: bool = False,
+    memory_bytes: int | None = DEFAULT_MEMORY,
+) -> list[dict]:
+    """Run and grade every readable chapter in its own worker; one report per job, in order.
 
     ``timeout``: seconds one cell may run (a notebook's cells get twice that in all). A chapter's
-    process still alive ``2 * timeout + check_time * exercises + grace`` seconds after it started is
-    killed (a hang that the per-cell alarm cannot stop: a learner who blocks signals, C code...).
+    worker still alive ``2 * timeout + check_time * exercises + grace`` seconds after it started is
+    killed with its process group. ``parts``: bring back each passing exercise's object
+    (``entry["part"]``, see :func:`unpickle_part`). ``memory_bytes``: what a worker may allocate.
     """
     results: list[dict | None] = [None] * len(jobs)
     pending = []
@@ -492,37 +543,42 @@ def grade_chapters(jobs: list[ChapterJob], timeout: float = 30.0, workers: int |
 
     workers = workers or max(1, min(2, os.cpu_count() or 1))
     _preload()
-    with tempfile.TemporaryDirectory(prefix="workbook-check-") as tmp:
-        running: dict[int, tuple[Any, float, float]] = {}  # job index -> (process, start, limit)
+    with tempfile.TemporaryDirectory(prefix="workbook-run-") as tmp:
+        running: dict[int, tuple[Worker, float]] = {}  # job index -> (worker, limit)
         previous_term = _terminate_on_sigterm()
         queue = sorted(pending, key=lambda i: -CHAPTER_ORDER.get(jobs[i].stem, 0))  # heavy ones first
         try:
             while queue or running:
                 while queue and len(running) < workers:
                     i = queue.pop(0)
-                    job = jobs[i]
-                    payload = asdict(job)
-                    payload["timeout"] = timeout
-                    process = _start(payload, f"{tmp}/{i}.json", f"{tmp}/{i}.out")
-                    running[i] = (process, time.monotonic(), 2 * timeout + check_time * len(job.exercises) + grace)
+                    payload = {
+                        **asdict(jobs[i]),
+                        "timeout": timeout,
+                        "parts": parts,
+                        "capture": f"{tmp}/{i}.out",
+                        "scratch": f"{tmp}/scratch-{i}",
+                    }
+                    worker = Worker("workbook.runner:run_chapter", payload, memory_bytes=memory_bytes).start()
+                    running[i] = (worker, 2 * timeout + check_time * len(jobs[i].exercises) + grace)
                 time.sleep(0.02)
-                for i, (process, started, limit) in list(running.items()):
-                    elapsed = time.monotonic() - started
-                    if process.is_alive() and elapsed < limit:
+                for i, (worker, limit) in list(running.items()):
+                    done = worker.poll()
+                    if not done and time.monotonic() - worker.started < limit:
                         continue
-                    if process.is_alive():
-                        process.kill()
-                    process.join()
+                    if not done:
+                        worker.kill()
                     del running[i]
-                    results[i] = _collect(jobs[i], Path(tmp), i, process.exitcode, elapsed, limit)
+                    results[i] = _collect(jobs[i], worker.finish(), Path(tmp) / f"{i}.out", limit)
         finally:  # Ctrl-C, `kill`, or any error here: leave no chapter process behind
-            for process, _, _ in running.values():
-                if process.is_alive():
-                    process.kill()
-                process.join()
+            for worker, _ in running.values():
+                worker.kill()
+                worker.finish()
             if previous_term is not None:
                 signal.signal(signal.SIGTERM, previous_term)
     return results  # type: ignore[return-value]
+
+
+grade_chapters = run_chapters  # the name `workbook check` knows it by
 
 
 def _terminate_on_sigterm() -> Any:
@@ -537,42 +593,49 @@ def _terminate_on_sigterm() -> Any:
     return signal.signal(signal.SIGTERM, stop)
 
 
-def _collect(job: ChapterJob, tmp: Path, i: int, exitcode: int | None, elapsed: float, limit: float) -> dict:
-    result_file = tmp / f"{i}.json"
-    tail = _tail(tmp / f"{i}.out")
-    if result_file.exists():
-        data = json.loads(result_file.read_text(encoding="utf-8"))
-        if "internal_error" in data:
-            last = data["internal_error"].strip().splitlines()[-1]
-            failure = _chapter_failure(job, "crashed", "workbook check itself failed while grading this chapter "
-                                       f"(not your notebook's fault; please report it): {last}")
-            failure.update(output_tail=tail, internal_error=data["internal_error"])
-            return failure
-        data.update(chapter=job.stem, path=job.path, status="graded", message="", output_tail=tail,
-                    cells_run=len(job.cells), cells_skipped=job.skipped)
-        if data["cell_errors"]:
-            data["message"] = "; ".join(f"cell {e['cell']} {e['error']}" for e in data["cell_errors"])
+def _collect(job: ChapterJob, outcome: Outcome, capture: Path, limit: float) -> dict:
+    """The chapter's report from how its worker ended."""
+    tail = _tail(capture)
+    if outcome.status == "done" and isinstance(outcome.value, dict):
+        data = outcome.value
+        data.update(
+            chapter=job.stem,
+            path=job.path,
+            status="graded",
+            message="",
+            output_tail=tail,
+            cells_run=len(job.cells),
+            cells_skipped=job.skipped,
+            left_running=outcome.left_running,
+        )
+        problems = [f"cell {e['cell']} {e['error']}" for e in data["cell_errors"]]
+        if outcome.left_running:
+            problems.append(outcome.left_running_note())
+        data["message"] = "; ".join(problems)
         return data
-    if exitcode is None or elapsed >= limit:
-        status, message = "timeout", (f"grading {Path(job.path).name} took longer than {limit:.0f} s and was "
-                                      "stopped (an endless loop?)")
+    if outcome.status == "error":
+        last = (outcome.error or "").strip().splitlines()[-1:] or [""]
+        failure = _chapter_failure(
+            job,
+            "crashed",
+            "workbook check itself failed while grading this chapter "
+            f"(not your notebook's fault; please report it): {last[0]}",
+        )
+        failure.update(output_tail=tail, internal_error=outcome.error)
+        return failure
+    if outcome.status == "timeout":
+        status, message = (
+            "timeout",
+            (f"grading {Path(job.path).name} took longer than {limit:.0f} s and was stopped (an endless loop?)"),
+        )
     else:
         status = "crashed"
-        how = f"signal {-exitcode}" if exitcode < 0 else f"exit status {exitcode}"
-        message = (f"the notebook's code ended its process ({how}) before it could be graded "
-                   "(os._exit? a crash in a C extension? out of memory?)")
+        code = outcome.exitcode or 0
+        how = f"signal {-code}" if code < 0 else f"exit status {code}"
+        message = (
+            f"the notebook's code ended its process ({how}) before it could be graded "
+            "(os._exit? a crash in a C extension? out of memory?)"
+        )
     data = _chapter_failure(job, status, message)
-    data["seconds"] = round(elapsed, 3)
-    data["output_tail"] = tail
+    data.update(seconds=round(outcome.seconds, 3), output_tail=tail, left_running=outcome.left_running)
     return data
-
-
-def _main(argv: list[str]) -> int:
-    """``python -m checks.notebook_runner JOB.json RESULT.json CAPTURE``: grade one chapter."""
-    job_path, result_path, capture_path = argv
-    run_chapter(json.loads(Path(job_path).read_text(encoding="utf-8")), result_path, capture_path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
