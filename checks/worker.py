@@ -31,7 +31,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,17 @@ def _memory_limit(extra: int | None) -> None:
         pass  # not enforceable here: the time limit still holds
 
 
+def _cpu_limit(seconds: float) -> None:
+    """Stop this process after ``seconds`` of CPU time (``RLIMIT_CPU``: SIGXCPU, then SIGKILL)."""
+    try:
+        import resource
+
+        soft = max(1, int(seconds))
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 5))
+    except (ImportError, OSError, ValueError):
+        pass  # not enforceable here: the caller's wall-clock limit still holds
+
+
 def _left_threads() -> list[str]:
     return [f"a thread ({t.name})" for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
 
@@ -95,9 +106,11 @@ def _resolve(target: str) -> Callable[[Any], Any]:
     return getattr(importlib.import_module(module), name)
 
 
-def _child_main(target: Callable[[Any], Any], payload: Any, memory: int | None) -> dict:
+def _child_main(target: Callable[[Any], Any], payload: Any, memory: int | None, cpu: float | None = None) -> dict:
     """Run the target in this (worker) process; the message to send back."""
     _memory_limit(memory)
+    if cpu:
+        _cpu_limit(cpu)
     try:
         value = target(payload)
         return {"status": "done", "value": value, "threads": _left_threads()}
@@ -137,18 +150,29 @@ class Worker:
         payload: Any,
         *,
         memory_bytes: int | None = DEFAULT_MEMORY,
+        cpu_seconds: float | None = None,
         spawn: bool | None = None,
+        sandbox: bool = False,
+        workdir: Path | None = None,
+        hidden: Iterable[Path] = (),
     ) -> None:
-        self.target, self.payload, self.memory = target, payload, memory_bytes
-        self.spawn = (not can_fork()) if spawn is None else spawn
+        """``sandbox``: spawn the worker inside bubblewrap (``checks.sandbox``), writing only in
+        ``workdir`` (where its job and result files go too) and not seeing the ``hidden`` folders.
+        ``cpu_seconds``: a CPU-time limit (``RLIMIT_CPU``) beside the caller's wall-clock one."""
+        self.target, self.payload, self.memory, self.cpu = target, payload, memory_bytes, cpu_seconds
+        self.spawn = sandbox or ((not can_fork()) if spawn is None else spawn)
+        self.sandbox, self.workdir, self.hidden = sandbox, workdir, list(hidden)
         if self.spawn and not isinstance(target, str):
             raise ValueError("a spawned worker needs its target named as 'module:function'")
+        if sandbox and workdir is None:
+            raise ValueError("a sandboxed worker needs a workdir, the one folder it may write")
         self.pid: int | None = None
         self.started = 0.0
         self._chunks: list[bytes] = []
         self._fd: int | None = None
         self._popen: subprocess.Popen | None = None
         self._files: tempfile.TemporaryDirectory | None = None
+        self._result: Path | None = None
         self._exitcode: int | None = None
         self._killed = False
 
@@ -156,17 +180,27 @@ class Worker:
     def start(self) -> Worker:
         self.started = time.monotonic()
         if self.spawn:
-            self._files = tempfile.TemporaryDirectory(prefix="workbook-worker-")
-            job, result = Path(self._files.name, "job.json"), Path(self._files.name, "result.json")
+            if self.workdir is None:
+                self._files = tempfile.TemporaryDirectory(prefix="workbook-worker-")
+            folder = Path(self.workdir) if self.workdir is not None else Path(self._files.name)
+            job, self._result = folder / "job.json", folder / "result.json"
             job.write_text(
-                json.dumps({"target": self.target, "payload": self.payload, "memory": self.memory}), encoding="utf-8"
+                json.dumps({"target": self.target, "payload": self.payload, "memory": self.memory, "cpu": self.cpu}),
+                encoding="utf-8",
             )
+            command = [sys.executable, "-m", "checks.worker", str(job), str(self._result)]
+            env = None
+            if self.sandbox:
+                from .sandbox import bwrap_command, environment
+
+                command, env = bwrap_command(command, folder, self.hidden), environment()
             extra = {"start_new_session": True} if os.name == "posix" else {}
             self._popen = subprocess.Popen(
-                [sys.executable, "-m", "checks.worker", str(job), str(result)],
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                env=env,
                 **extra,
             )
             self.pid = self._popen.pid
@@ -276,9 +310,8 @@ class Worker:
         raw: bytes | None = None
         if self._popen is not None:
             self._exitcode = self._popen.wait()
-            result = Path(self._files.name, "result.json") if self._files else None
-            if result is not None and result.exists():
-                raw = result.read_bytes()
+            if self._result is not None and self._result.exists():
+                raw = self._result.read_bytes()
         else:
             if self._exitcode is None and self.pid is not None:
                 _, status = os.waitpid(self.pid, 0)
@@ -320,7 +353,7 @@ def _spawned_main(job_path: str, result_path: str) -> int:
     """``python -m checks.worker JOB.json RESULT.json``: a spawned worker."""
     job = json.loads(Path(job_path).read_text(encoding="utf-8"))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    message = _child_main(_resolve(job["target"]), job["payload"], job.get("memory"))
+    message = _child_main(_resolve(job["target"]), job["payload"], job.get("memory"), job.get("cpu"))
     tmp = result_path + ".tmp"
     Path(tmp).write_text(json.dumps(message, default=str), encoding="utf-8")
     os.replace(tmp, result_path)

@@ -28,6 +28,7 @@ from workbook.chapters import GRADED_CHAPTERS
 from workbook.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
+SANDBOX_FLAG = ["--sandbox"]
 SETUP = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
 
 
@@ -373,3 +374,48 @@ def test_without_fork_the_runner_spawns_fresh_workers_just_as_safely(tmp_path) -
     assert tree(tmp_path) == before
     states = {e["exercise"]: e["state"] for c in json.loads(proc.stdout)["chapters"] for e in c["exercises"]}
     assert states == {"FeedForwardNetwork": "passed", "LayerNorm": "not attempted"}, proc.stdout[-2000:]
+
+
+def _sandbox_missing() -> str | None:
+    from checks import sandbox
+
+    return sandbox.available()
+
+
+@pytest.mark.skipif(_sandbox_missing() is not None, reason=f"needs a working bubblewrap: {_sandbox_missing()}")
+def test_in_the_sandbox_absolute_paths_the_network_and_detached_processes_reach_nothing(tmp_path, capsys) -> None:
+    """workbook check --sandbox: the folder is out of sight even by absolute path, there is no network,
+    and a daemon that left the worker's process group (setsid) still ends with the worker."""
+    import uuid
+
+    marker = f"workbook-daemon-{uuid.uuid4().hex}"
+    chapters = tmp_path / "chapters"
+    chapters.mkdir()
+    (chapters / "notes.txt").write_text("my notes")
+    write(
+        chapters / "06_layer_norm.ipynb",
+        SETUP,
+        f"import os, shutil\nfor name in os.listdir({str(chapters)!r}):\n"
+        f"    os.remove(os.path.join({str(chapters)!r}, name))",
+        "import socket\nsocket.create_connection(('127.0.0.1', 22), timeout=2)",
+        f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)', {marker!r}],"
+        " start_new_session=True)",
+        inspect.getsource(solutions.LayerNorm),
+    )
+    before = tree(chapters)
+    code, data = run_check(capsys, "06", "--dir", str(chapters), *SANDBOX_FLAG)
+    assert tree(chapters) == before
+    (chapter,) = data["chapters"]
+    errors = " ".join(e["error"] for e in chapter["cell_errors"])
+    assert "Network is unreachable" in errors or "Connection refused" in errors  # a private network
+    assert {e["exercise"]: e["state"] for e in chapter["exercises"]} == {"LayerNorm": "passed"} and code == 0
+    time.sleep(1)
+    survivors = [p for p in Path("/proc").iterdir() if p.name.isdigit() and marker.encode() in _cmdline(p)]
+    assert not survivors, "a detached process of the learner outlived the sandbox"
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -391,7 +391,7 @@ def run_chapter(job: dict) -> dict:
     if "matplotlib" in sys.modules:
         sys.modules["matplotlib"].use("Agg")
     _redirect_output(job["capture"])
-    os.chdir(scratch_copy(Path(job["path"]).resolve().parent, Path(job["scratch"])))
+    os.chdir(job["scratch"])  # a copy of the notebook's folder, made by the caller
     start = time.perf_counter()
     module = types.ModuleType("__main__")  # cells run as a notebook's would: in __main__
     module.__dict__["__builtins__"] = __builtins__
@@ -522,6 +522,7 @@ def run_chapters(
     grace: float = 10.0,
     parts: bool = False,
     memory_bytes: int | None = DEFAULT_MEMORY,
+    sandbox: bool = False,
 ) -> list[dict]:
     """Run and grade every readable chapter in its own worker; one report per job, in order.
 
@@ -529,6 +530,9 @@ def run_chapters(
     worker still alive ``2 * timeout + check_time * exercises + grace`` seconds after it started is
     killed with its process group. ``parts``: bring back each passing exercise's object
     (``entry["part"]``, see :func:`unpickle_part`). ``memory_bytes``: what a worker may allocate.
+    ``sandbox``: each worker in bubblewrap (``checks.sandbox``: a fresh interpreter that sees the
+    system read-only, not the notebook's folder, no network, and nothing it starts outlives it);
+    the caller checks ``checks.sandbox.available()`` first.
     """
     results: list[dict | None] = [None] * len(jobs)
     pending = []
@@ -551,14 +555,29 @@ def run_chapters(
             while queue or running:
                 while queue and len(running) < workers:
                     i = queue.pop(0)
+                    folder = Path(tmp, str(i))  # the chapter's own: its job, result, prints, scratch copy
+                    folder.mkdir()
                     payload = {
                         **asdict(jobs[i]),
                         "timeout": timeout,
                         "parts": parts,
-                        "capture": f"{tmp}/{i}.out",
-                        "scratch": f"{tmp}/scratch-{i}",
+                        "capture": str(folder / "capture.out"),
+                        "scratch": str(folder / "scratch"),
                     }
-                    worker = Worker("workbook.runner:run_chapter", payload, memory_bytes=memory_bytes).start()
+                    notebook_folder = Path(jobs[i].path).resolve().parent
+                    try:
+                        scratch_copy(notebook_folder, Path(payload["scratch"]))
+                    except OSError:
+                        results[i] = _grader_failure(jobs[i], traceback.format_exc())
+                        continue
+                    worker = Worker(
+                        "workbook.runner:run_chapter",
+                        payload,
+                        memory_bytes=memory_bytes,
+                        sandbox=sandbox,
+                        workdir=folder if sandbox else None,
+                        hidden=[notebook_folder] if sandbox else [],
+                    ).start()
                     running[i] = (worker, 2 * timeout + check_time * len(jobs[i].exercises) + grace)
                 time.sleep(0.02)
                 for i, (worker, limit) in list(running.items()):
@@ -568,7 +587,7 @@ def run_chapters(
                     if not done:
                         worker.kill()
                     del running[i]
-                    results[i] = _collect(jobs[i], worker.finish(), Path(tmp) / f"{i}.out", limit)
+                    results[i] = _collect(jobs[i], worker.finish(), Path(tmp, str(i), "capture.out"), limit)
         finally:  # Ctrl-C, `kill`, or any error here: leave no chapter process behind
             for worker, _ in running.values():
                 worker.kill()
@@ -593,6 +612,19 @@ def _terminate_on_sigterm() -> Any:
     return signal.signal(signal.SIGTERM, stop)
 
 
+def _grader_failure(job: ChapterJob, trace: str, tail: str = "") -> dict:
+    """The report of a chapter the grader itself failed on (with its traceback), not blamed on the notebook."""
+    last = trace.strip().splitlines()[-1:] or [""]
+    failure = _chapter_failure(
+        job,
+        "crashed",
+        "workbook check itself failed while grading this chapter (not your notebook's fault; please "
+        f"report it): {last[0]}",
+    )
+    failure.update(output_tail=tail, internal_error=trace)
+    return failure
+
+
 def _collect(job: ChapterJob, outcome: Outcome, capture: Path, limit: float) -> dict:
     """The chapter's report from how its worker ended."""
     tail = _tail(capture)
@@ -614,15 +646,7 @@ def _collect(job: ChapterJob, outcome: Outcome, capture: Path, limit: float) -> 
         data["message"] = "; ".join(problems)
         return data
     if outcome.status == "error":
-        last = (outcome.error or "").strip().splitlines()[-1:] or [""]
-        failure = _chapter_failure(
-            job,
-            "crashed",
-            "workbook check itself failed while grading this chapter "
-            f"(not your notebook's fault; please report it): {last[0]}",
-        )
-        failure.update(output_tail=tail, internal_error=outcome.error)
-        return failure
+        return _grader_failure(job, outcome.error or "", tail)
     if outcome.status == "timeout":
         status, message = (
             "timeout",

@@ -73,6 +73,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--all-cells", action="store_true", help="also run the chapter's demo/figure/training cells (slower)"
     )
     parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run each notebook in a bubblewrap sandbox (Linux): the system read-only, your folder "
+        "hidden, no network, nothing it starts outlives it; slower (a fresh Python per chapter)",
+    )
+    parser.add_argument(
         "--verbose",
         "-v",
         action="store_true",
@@ -227,7 +233,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     jobs = [read_chapter(ch, path, all_cells=args.all_cells) for ch, path in targets]
-    chapters = grade_chapters(jobs, timeout=args.timeout)
+    sandbox = False
+    if args.sandbox:
+        from checks import sandbox as bwrap
+
+        sandbox = bwrap.available() is None
+        if not sandbox:
+            print(bwrap.missing_protection(), file=sys.stderr)
+    chapters = grade_chapters(jobs, timeout=args.timeout, sandbox=sandbox)
     record_progress(chapters)
     summary = summarise(chapters)
     seconds = round(time.perf_counter() - start, 2)

@@ -1,0 +1,89 @@
+"""A sandbox for a spawned worker: bubblewrap (``bwrap``) where it can be had.
+
+Inside, the worker sees the system read-only (``--ro-bind / /``), writes only in its own folder,
+has no network (a private network namespace with nothing but loopback), its own process-ID
+namespace (when the worker ends, everything it started ends with it, even a process that left its
+process group with ``setsid``), no capabilities, and does not see the folders it is asked to hide
+(an empty ``tmpfs`` over each: the learner's notebook folder, a course folder). Where Python or
+the workbook's own packages live under a hidden folder, they are shown again, read-only.
+
+Where there is no bubblewrap (macOS, Windows, a Linux without it or without user namespaces),
+:func:`available` says why, and the worker runs as a plain separate process: the caller says once
+which protection is missing (:func:`missing_protection`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)"
+
+
+@functools.lru_cache(maxsize=1)
+def available() -> str | None:
+    """None when bubblewrap works here, else the reason it does not (one sentence)."""
+    if not sys.platform.startswith("linux"):
+        return f"no sandbox on {sys.platform} (bubblewrap is Linux only)"
+    path = shutil.which("bwrap")
+    if path is None:
+        return f"bubblewrap is not installed ({INSTALL_HINT})"
+    try:
+        probe = subprocess.run(
+            [path, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
+            capture_output=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"bubblewrap could not start ({error})"
+    if probe.returncode != 0:
+        why = probe.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+        return f"bubblewrap cannot make a sandbox here (user namespaces off?): {why[0]}"
+    return None
+
+
+def missing_protection() -> str:
+    """What a run without the sandbox lacks, for the one message the caller shows."""
+    return (
+        f"Note: {available()}. The learner's code runs in a separate process, in a scratch folder, "
+        "but not in a sandbox: it can read and write the user's files by absolute path and use the network."
+    )
+
+
+def _needed_paths() -> list[Path]:
+    """What the worker must still see: Python itself and the folders its imports come from."""
+    roots = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent}
+    roots.update(Path(p) for p in sys.path if p and Path(p).is_dir())
+    for name in ("checks", "workbook", "solutions"):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None):
+            roots.add(Path(module.__file__).resolve().parents[1])
+    return sorted({p.resolve() for p in roots})
+
+
+def bwrap_command(command: list[str], writable: Path, hidden: Iterable[Path] = ()) -> list[str]:
+    """``command`` wrapped in bubblewrap: read-only system, ``writable`` the one folder it may
+    change (and its working directory), ``hidden`` folders replaced by empty ones."""
+    writable = Path(writable).resolve()
+    args = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    hidden = sorted({Path(h).resolve() for h in hidden})
+    for folder in hidden:
+        args += ["--tmpfs", str(folder)]
+    for path in _needed_paths():
+        if any(path == h or h in path.parents for h in hidden):
+            args += ["--ro-bind", str(path), str(path)]
+    args += ["--bind", str(writable), str(writable), "--chdir", str(writable)]
+    args += ["--setenv", "TMPDIR", str(writable), "--setenv", "HOME", str(writable)]
+    args += ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--"]
+    return args + command
+
+
+def environment() -> dict[str, str]:
+    """The environment a sandboxed worker starts with: this one, less what could reach outside."""
+    drop = ("SSH_AUTH_SOCK", "DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "WAYLAND_DISPLAY", "JPY_SESSION_NAME")
+    return {k: v for k, v in os.environ.items() if k not in drop}
