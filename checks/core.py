@@ -96,6 +96,7 @@ class CheckResult:
     seconds: float = 0.0
     output: str = ""  # what the learner's code printed while being checked (truncated)
     notes: list[str] = field(default_factory=list)  # said beside the verdict (a thread left running...)
+    flags: list[str] = field(default_factory=list)  # for a teacher, not shown to the learner ("reference copied")
 
     __test__ = False  # not a pytest test class
 
@@ -117,6 +118,7 @@ class CheckResult:
             "seconds": round(self.seconds, 4),
             "output": self.output,
             "notes": list(self.notes),
+            "flags": list(self.flags),
         }
 
     @classmethod
@@ -131,6 +133,7 @@ class CheckResult:
             float(data.get("seconds", 0.0)),
             data.get("output", ""),
             list(data.get("notes", [])),
+            list(data.get("flags", [])),
         )
 
     # ---------------------------------------------------------------- plain text (terminal)

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from .copies import reference_copied
 from .core import (
     CheckResult,
     TimeLimit,
@@ -113,6 +114,7 @@ def _grade(name: str, obj: Any, limit: float) -> CheckResult:
             "failed",
             failures=[f"There is no exercise called {name!r}. Pass exercise='...' with one of: {known}."],
         )
+    copied = reference_copied(obj, spec.reference)
     buffer = _CappedBuffer()
     try:
         with contextlib.ExitStack() as stack:
@@ -126,6 +128,8 @@ def _grade(name: str, obj: Any, limit: float) -> CheckResult:
     except TimeLimit as stop:
         result = _timed_out(name, limit, describe_location(learner_frame(stop)))
     result.output = buffer.getvalue()
+    if copied:
+        result.flags.append(f"reference copied: {copied}")
     return result
 
 

@@ -219,7 +219,8 @@ class Worker:
                 os.setpgid(0, 0)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                message = json.dumps(_child_main(target, self.payload, self.memory), default=str).encode()
+                reply = _child_main(target, self.payload, self.memory, self.cpu)
+                message = json.dumps(reply, default=str).encode()
                 view = memoryview(message)
                 while view:
                     view = view[os.write(write_end, view) :]

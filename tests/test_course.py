@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import csv
 import html
+import json
 import re
 import subprocess
 import sys
@@ -400,3 +401,63 @@ def test_course_grades_every_kind_of_submission(tmp_path, stem):
     rows = {r["student_id"]: float(r["score"]) for r in csv.DictReader(open(tmp_path / "grades.csv"))}
     n = len(exercises)
     assert rows["correct"] == n and rows["buggy"] == n - 1 and rows["untouched"] == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# The teacher's report
+# --------------------------------------------------------------------------------------------------
+def test_the_report_counts_the_class_mistakes_and_names_what_was_not_graded(tmp_path, capsys):
+    """A small class through nbgrader's real commands, then `workbook course --report`: the counts of
+    each diagnosis, the blank and the crashed submissions, all in one HTML file with its chart."""
+    stem = "05_feed_forward"
+    course = new_course(tmp_path, [stem], timeout=60)
+    assert nbgrader(course, "generate_assignment", stem).returncode == 0
+    release = nbformat.read(str(course / "release" / stem / f"{stem}.ipynb"), as_version=4)
+    source = nbformat.read(str(course / "source" / stem / f"{stem}.ipynb"), as_version=4)
+    good = solved(release, source)
+    relu = "self.W_2(torch.relu(self.W_1(x)))"
+    crashed = copy.deepcopy(good)
+    cell_of(crashed, "FeedForwardNetwork").source += "\nimport os\nos._exit(0)\n"
+    own = copy.deepcopy(good)  # a correct FeedForwardNetwork written independently of the reference
+    cell_of(own, "FeedForwardNetwork").source = (
+        "class FeedForwardNetwork(nn.Module):\n"
+        "    def __init__(self, d_model, d_ff):\n"
+        "        super().__init__()\n"
+        "        self.W_1, self.W_2 = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)\n\n"
+        "    def forward(self, x):\n"
+        "        hidden = F.relu(self.W_1(x))\n"
+        "        return self.W_2(hidden)\n"
+    )
+    class_ = {
+        "ada": own,
+        "ben": release,  # handed back untouched
+        "cat": with_bug(good, "FeedForwardNetwork", relu, "self.W_2(self.W_1(x))"),
+        "dan": with_bug(good, "FeedForwardNetwork", relu, "self.W_2(self.W_1(x))"),
+        "eve": with_bug(good, "FeedForwardNetwork", relu, "self.W_2(torch.nn.functional.gelu(self.W_1(x)))"),
+        "fay": crashed,
+        "gus": copy.deepcopy(good),  # hands in the reference
+    }
+    cell_of(class_["gus"], "FeedForwardNetwork").source = "from solutions import FeedForwardNetwork"
+    for student, nb in class_.items():
+        submit(course, student, stem, nb)
+    done = nbgrader(course, "autograde", stem)
+    assert done.returncode == 1 and f"submitted/fay/{stem}" in done.stderr  # nbgrader names the crashed one
+
+    assert workbook(["course", str(course), "--report"]) == 0
+    out = capsys.readouterr().out
+    assert "NOT GRADED  fay / FeedForwardNetwork" in out
+    page = course / "reports" / "report.html"
+    text = page.read_text(encoding="utf-8")
+    data = json.loads(re.search(r"id='report-data'>(.*?)</script>", text, re.S).group(1))
+    entries = {e["student"]: e for e in data[0]["entries"]}
+    assert entries["ada"]["state"] == "passed" and entries["ada"]["score"] == 1.0
+    assert entries["ben"]["state"] == "not attempted" and entries["ben"]["score"] == 0.0
+    assert entries["cat"]["diagnoses"] == entries["dan"]["diagnoses"] == ["ffn_missing_relu"]
+    assert entries["eve"]["diagnoses"] == ["ffn_wrong_activation"]
+    assert entries["fay"]["state"] == "not graded" and entries["fay"]["why"]
+    assert entries["gus"]["state"] == "passed" and entries["gus"]["flags"][0].startswith("reference copied")
+    assert not any(entries[s]["flags"] for s in ("ada", "cat", "eve"))  # own code, or the reference changed
+    visible = page_text(page)
+    assert "2 of 7" in visible and "ffn_missing_relu" in visible and "1 of 7" in visible
+    assert "reference copied" in visible
+    assert text.count("<svg") == 1 and "the most common mistakes" in visible  # the chart, inline

@@ -3,6 +3,7 @@
 workbook course DIR                # nbgrader_config.py + source/<chapter>/<chapter>.ipynb
 workbook course DIR --check        # which submissions lost their nbgrader metadata?
 workbook course DIR --repair       # put it back (by cell id, a .bak copy is kept)
+workbook course DIR --report       # after autograde: DIR/reports/report.html (scores, ungraded, mistakes)
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ From an empty folder to a grades CSV:
   4. nbgrader generate_feedback 03_attention         # feedback/<student>/03_attention/*.html
   5. nbgrader export                                 # grades.csv
 A submission that "lost the nbgrader metadata" (autograde says so): workbook course . --repair
+After autograde: workbook course . --report     # one HTML page: per student and exercise, and the
+                                                # class's most common mistakes, with a chart
 
 exit status: 0 done (for --check: every submission intact); 1 a submission lacks metadata or a
 chapter source cannot be turned into a course notebook; 2 wrong usage.
@@ -64,6 +67,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="restore lost nbgrader metadata of the submissions by cell id (keeps a .bak copy)",
     )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="after `nbgrader autograde`: write DIR/reports/report.html (score, state and diagnoses per "
+        "student and exercise, what could not be graded and why, the most common mistakes)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -71,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     from workbook import course
 
     course_dir = Path(args.dir)
+    if args.report:
+        return _report(course_dir, args.chapters)
     if args.check or args.repair:
         return _inspect(course_dir, repair=args.repair)
     try:
@@ -124,3 +135,36 @@ def _inspect(course_dir: Path, repair: bool) -> int:
             bad += 1
             print(report.message())
     return 1 if bad else 0
+
+
+def _report(course_dir: Path, chapters: list[str] | None) -> int:
+    from workbook.chapters import chapter
+    from workbook.report import collect, render
+
+    if not (course_dir / "nbgrader_config.py").exists():
+        print(
+            f"{course_dir} is not a course folder (no nbgrader_config.py): run `workbook course {course_dir}` first.",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        stems = (
+            [chapter(c).stem for c in chapters]
+            if chapters
+            else sorted(p.name for p in (course_dir / "source").iterdir() if p.is_dir())
+        )
+    except KeyError as error:
+        print(error.args[0], file=sys.stderr)
+        return 2
+    from workbook.files import atomic_write
+
+    reports = [collect(course_dir, stem) for stem in stems]
+    path = atomic_write(course_dir / "reports" / "report.html", render(reports))
+    for report in reports:
+        graded = {e.student for e in report.entries}
+        print(f"{report.stem}: {len(graded)} submission(s)")
+        for e in report.entries:
+            if e.state == "not graded":
+                print(f"  NOT GRADED  {e.student} / {e.exercise}: {e.why}")
+    print(f"Report: {path}")
+    return 0
