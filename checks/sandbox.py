@@ -4,7 +4,7 @@ Inside, the worker sees the system read-only (``--ro-bind / /``), writes only in
 has no network (a private network namespace with nothing but loopback), its own process-ID
 namespace (when the worker ends, everything it started ends with it, even a process that left its
 process group with ``setsid``), no capabilities, and does not see the folders it is asked to hide
-(an empty ``tmpfs`` over each: the learner's notebook folder, a course folder). Where Python or
+(an empty, read-only ``tmpfs`` over each: the learner's notebook folder, a course folder). Where Python or
 the workbook's own packages live under a hidden folder, they are shown again, read-only.
 
 Where there is no bubblewrap (macOS, Windows, a Linux without it or without user namespaces),
@@ -58,7 +58,8 @@ def missing_protection() -> str:
 def _needed_paths() -> list[Path]:
     """What the worker must still see: Python itself and the folders its imports come from."""
     roots = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent}
-    roots.update(Path(p) for p in sys.path if p and Path(p).is_dir())
+    here = Path.cwd().resolve()  # `python -m` puts the working directory on sys.path: not a need
+    roots.update(Path(p) for p in sys.path if p and Path(p).is_dir() and Path(p).resolve() != here)
     for name in ("checks", "workbook", "solutions"):
         module = sys.modules.get(name)
         if module is not None and getattr(module, "__file__", None):
@@ -66,9 +67,10 @@ def _needed_paths() -> list[Path]:
     return sorted({p.resolve() for p in roots})
 
 
-def bwrap_command(command: list[str], writable: Path, hidden: Iterable[Path] = ()) -> list[str]:
+def bwrap_command(command: list[str], writable: Path, hidden: Iterable[Path] = (), network: bool = False) -> list[str]:
     """``command`` wrapped in bubblewrap: read-only system, ``writable`` the one folder it may
-    change (and its working directory), ``hidden`` folders replaced by empty ones."""
+    change (and its working directory), ``hidden`` folders replaced by empty ones. ``network``:
+    keep the host's network (a Jupyter kernel talks to its client over TCP on loopback)."""
     writable = Path(writable).resolve()
     args = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     hidden = sorted({Path(h).resolve() for h in hidden})
@@ -77,9 +79,12 @@ def bwrap_command(command: list[str], writable: Path, hidden: Iterable[Path] = (
     for path in _needed_paths():
         if any(path == h or h in path.parents for h in hidden):
             args += ["--ro-bind", str(path), str(path)]
+    for folder in hidden:
+        args += ["--remount-ro", str(folder)]
     args += ["--bind", str(writable), str(writable), "--chdir", str(writable)]
     args += ["--setenv", "TMPDIR", str(writable), "--setenv", "HOME", str(writable)]
-    args += ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--"]
+    unshare = ["--unshare-all", "--share-net"] if network else ["--unshare-all"]
+    args += [*unshare, "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--"]
     return args + command
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import html
 import json
+import os
 import re
 import subprocess
 import sys
@@ -338,7 +340,9 @@ def test_course_end_to_end_chapter_00(tmp_path):
     assert done.returncode == 0, done.stderr
     assert scores(course, stem, "alice") == {"test_softmax": (1.0, 1.0)}
     assert scores(course, stem, "bob") == {"test_softmax": (0.0, 1.0)}
-    assert (course / ".workbook-grading" / "progress.json").exists()  # not the teacher's own progress
+    # grading never writes the teacher's own progress (the kernel's goes to the course's folder, or,
+    # sandboxed, to the kernel's private scratch folder)
+    assert not (Path(os.environ["WORKBOOK_HOME"]) / "progress.json").exists()
 
     done = nbgrader(course, "generate_feedback", stem)
     assert done.returncode == 0, done.stderr
@@ -461,3 +465,72 @@ def test_the_report_counts_the_class_mistakes_and_names_what_was_not_graded(tmp_
     assert "2 of 7" in visible and "ffn_missing_relu" in visible and "1 of 7" in visible
     assert "reference copied" in visible
     assert text.count("<svg") == 1 and "the most common mistakes" in visible  # the chart, inline
+
+
+def _sandbox_missing() -> str | None:
+    from checks import sandbox
+
+    return sandbox.available()
+
+
+def _course_files(course: Path) -> dict[str, str]:
+    """Every file of the course but nbgrader's own outputs (gradebook, autograded/, feedback/)."""
+    outputs = ("gradebook.db", "autograded", "feedback", ".workbook-grading")
+    return {
+        str(p.relative_to(course)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(course.rglob("*"))
+        if p.is_file() and p.relative_to(course).parts[0] not in outputs
+    }
+
+
+@pytest.mark.skipif(_sandbox_missing() is not None, reason=f"needs a working bubblewrap: {_sandbox_missing()}")
+def test_a_submission_cannot_touch_the_course_the_gradebook_or_outlive_grading(tmp_path):
+    """Through nbgrader's real autograde: a submission (a wrong FeedForwardNetwork) that appends code
+    to nbgrader_config.py, rewrites the hidden tests, zeroes a classmate in gradebook.db and leaves
+    a detached process behind changes nothing of the course, and nothing of it runs on."""
+    import uuid
+
+    stem = "05_feed_forward"
+    course = new_course(tmp_path, [stem], timeout=60)
+    assert nbgrader(course, "generate_assignment", stem).returncode == 0
+    release = nbformat.read(str(course / "release" / stem / f"{stem}.ipynb"), as_version=4)
+    source = nbformat.read(str(course / "source" / stem / f"{stem}.ipynb"), as_version=4)
+    good = solved(release, source)
+    marker = f"workbook-cheat-{uuid.uuid4().hex}"
+    gradebook = str(course / "gradebook.db")
+    cheat = with_bug(good, "FeedForwardNetwork", "self.W_2(torch.relu(self.W_1(x)))", "self.W_2(self.W_1(x))")
+    cell_of(cheat, "FeedForwardNetwork").source += f"""
+import os, sqlite3, subprocess, sys
+for attempt in (
+    lambda: open({str(course / "nbgrader_config.py")!r}, "a").write("\\nimport os; os.system('touch PWNED')\\n"),
+    lambda: open({str(course / "source" / stem / f"{stem}.ipynb")!r}, "w").write("{{}}"),
+    lambda: sqlite3.connect({gradebook!r}).execute("UPDATE grade SET auto_score = 0").connection.commit(),
+):
+    try:
+        attempt()
+    except Exception as error:
+        print("blocked:", type(error).__name__)
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", {marker!r}], start_new_session=True)
+"""
+    submit(course, "alice", stem, good)
+    submit(course, "mallory", stem, cheat)
+    assert nbgrader(course, "autograde", stem, "--student", "alice").returncode == 0
+    before = _course_files(course)
+    assert nbgrader(course, "autograde", stem, "--student", "mallory").returncode == 0
+    assert scores(course, stem, "mallory") == {"test_FeedForwardNetwork": (0.0, 1.0)}
+    assert scores(course, stem, "alice") == {"test_FeedForwardNetwork": (1.0, 1.0)}  # the classmate keeps hers
+    assert _course_files(course) == before
+    assert not list(course.rglob("PWNED"))
+    autograded = nbformat.read(str(course / "autograded" / "mallory" / stem / f"{stem}.ipynb"), as_version=4)
+    printed = "".join(o.get("text", "") for c in autograded.cells for o in c.get("outputs", []))
+    assert printed.count("blocked:") == 3
+    alive = [p for p in Path("/proc").iterdir() if p.name.isdigit() and marker.encode() in _cmdline(p)]
+    assert not alive, "a process of the submission outlived autograde"
+    assert nbgrader(course, "generate_assignment", stem, "--force").returncode == 0  # the config is still the teacher's
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ from workbook.notebooks import (
     reference_source,
     render,
 )
+from workbook.sandbox_kernel import COURSE_ENV, KERNEL_NAME
 
 COURSE_ID = "transformer-workbook"
 DEFAULT_POINTS = 1  # points per exercise
@@ -297,7 +299,16 @@ c.CourseDirectory.course_id = "{COURSE_ID}"
 
 # Grading runs the checker, which would note progress in the teacher's own ~/.transformer-workbook:
 # keep that in a folder of the course instead.
-os.environ["WORKBOOK_HOME"] = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".workbook-grading")
+HERE = os.path.dirname(os.path.abspath(__file__))
+os.environ["WORKBOOK_HOME"] = os.path.join(HERE, ".workbook-grading")
+
+# Each submission runs in the course's own kernel, "{KERNEL_NAME}" (.workbook/kernels/): the usual
+# IPython kernel inside a bubblewrap sandbox that does not see this folder (gradebook, config,
+# other submissions, solutions) and whose processes all end with it (workbook.sandbox_kernel).
+os.environ["{COURSE_ENV}"] = HERE
+KERNELS = os.path.join(HERE, ".workbook")
+os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (KERNELS, os.environ.get("JUPYTER_PATH")) if p)
+c.Execute.kernel_name = "{KERNEL_NAME}"
 
 # A submission that hangs is cut off: each cell gets this many seconds, then the kernel is
 # interrupted, the cell is marked with a CellTimeoutError, and grading goes on with the next cell.
@@ -326,6 +337,18 @@ c.GenerateFeedback.preprocessors = [
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 '''
+
+
+def kernel_spec() -> str:
+    """The course kernel's ``kernel.json``: this Python, through ``workbook.sandbox_kernel``.
+    Interrupts travel as messages, since the kernel runs in a process group of its own."""
+    spec = {
+        "argv": [sys.executable, "-m", "workbook.sandbox_kernel", "-f", "{connection_file}"],
+        "display_name": "Python 3 (transformer-workbook sandbox)",
+        "language": "python",
+        "interrupt_mode": "message",
+    }
+    return json.dumps(spec, indent=1) + "\n"
 
 
 def course_chapters() -> list[Chapter]:
@@ -365,6 +388,7 @@ def write_course(
         config.with_name(config.name + ".bak").write_bytes(config.read_bytes())  # the teacher's edits
     atomic_write(config, text)
     written.append(config)
+    written.append(atomic_write(course_dir / ".workbook" / "kernels" / KERNEL_NAME / "kernel.json", kernel_spec()))
     for info in chapters:
         target = source_path(course_dir, info.stem)
         atomic_write(target, render(source_notebook(info.stem, points)))
