@@ -7,6 +7,24 @@ from pathlib import Path
 import pytest
 import torch
 
+from checks import sandbox
+
+NO_SANDBOX = sandbox.available()  # None where bubblewrap works; else why not (and what to install)
+needs_sandbox = pytest.mark.skipif(NO_SANDBOX is not None, reason=f"needs a working bubblewrap: {NO_SANDBOX}")
+
+
+def processes_with(marker: str) -> list[Path]:
+    """The live processes whose command line holds ``marker`` (Linux's /proc)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker.encode() in (proc / "cmdline").read_bytes():
+                found.append(proc)
+        except OSError:
+            continue
+    return found
+
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "multi30k"
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import needs_sandbox, processes_with
 
 from workbook.chapters import chapter
 from workbook.cli import main as workbook
@@ -161,6 +162,14 @@ def assert_no_hidden_code(page: Path, source: nbformat.NotebookNode) -> None:
         assert line not in text and line not in raw, f"{page.name} shows hidden test code: {line!r}"
     for word in ("HIDDEN TESTS", "assert_passes", "workbook/course.py", "workbook.course"):
         assert word not in text, f"{page.name} shows {word!r}"  # (a student's own traceback may show)
+
+
+def released(course: Path, stem: str) -> tuple[nbformat.NotebookNode, nbformat.NotebookNode]:
+    """``nbgrader generate_assignment``, then (what the students get, the same with every exercise solved)."""
+    assert nbgrader(course, "generate_assignment", stem).returncode == 0
+    release = nbformat.read(str(course / "release" / stem / f"{stem}.ipynb"), as_version=4)
+    source = nbformat.read(str(course / "source" / stem / f"{stem}.ipynb"), as_version=4)
+    return release, solved(release, source)
 
 
 def new_course(tmp_path: Path, stems: list[str], timeout: int = 120) -> Path:
@@ -415,10 +424,7 @@ def test_the_report_counts_the_class_mistakes_and_names_what_was_not_graded(tmp_
     each diagnosis, the blank and the crashed submissions, all in one HTML file with its chart."""
     stem = "05_feed_forward"
     course = new_course(tmp_path, [stem], timeout=60)
-    assert nbgrader(course, "generate_assignment", stem).returncode == 0
-    release = nbformat.read(str(course / "release" / stem / f"{stem}.ipynb"), as_version=4)
-    source = nbformat.read(str(course / "source" / stem / f"{stem}.ipynb"), as_version=4)
-    good = solved(release, source)
+    release, good = released(course, stem)
     relu = "self.W_2(torch.relu(self.W_1(x)))"
     crashed = copy.deepcopy(good)
     cell_of(crashed, "FeedForwardNetwork").source += "\nimport os\nos._exit(0)\n"
@@ -467,12 +473,6 @@ def test_the_report_counts_the_class_mistakes_and_names_what_was_not_graded(tmp_
     assert text.count("<svg") == 1 and "the most common mistakes" in visible  # the chart, inline
 
 
-def _sandbox_missing() -> str | None:
-    from checks import sandbox
-
-    return sandbox.available()
-
-
 def _course_files(course: Path) -> dict[str, str]:
     """Every file of the course but nbgrader's own outputs (gradebook, autograded/, feedback/)."""
     outputs = ("gradebook.db", "autograded", "feedback", ".workbook-grading")
@@ -483,7 +483,7 @@ def _course_files(course: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.skipif(_sandbox_missing() is not None, reason=f"needs a working bubblewrap: {_sandbox_missing()}")
+@needs_sandbox
 def test_a_submission_cannot_touch_the_course_the_gradebook_or_outlive_grading(tmp_path):
     """Through nbgrader's real autograde: a submission (a wrong FeedForwardNetwork) that appends code
     to nbgrader_config.py, rewrites the hidden tests, zeroes a classmate in gradebook.db and leaves
@@ -492,10 +492,7 @@ def test_a_submission_cannot_touch_the_course_the_gradebook_or_outlive_grading(t
 
     stem = "05_feed_forward"
     course = new_course(tmp_path, [stem], timeout=60)
-    assert nbgrader(course, "generate_assignment", stem).returncode == 0
-    release = nbformat.read(str(course / "release" / stem / f"{stem}.ipynb"), as_version=4)
-    source = nbformat.read(str(course / "source" / stem / f"{stem}.ipynb"), as_version=4)
-    good = solved(release, source)
+    release, good = released(course, stem)
     marker = f"workbook-cheat-{uuid.uuid4().hex}"
     gradebook = str(course / "gradebook.db")
     cheat = with_bug(good, "FeedForwardNetwork", "self.W_2(torch.relu(self.W_1(x)))", "self.W_2(self.W_1(x))")
@@ -524,13 +521,5 @@ subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", {marker!
     autograded = nbformat.read(str(course / "autograded" / "mallory" / stem / f"{stem}.ipynb"), as_version=4)
     printed = "".join(o.get("text", "") for c in autograded.cells for o in c.get("outputs", []))
     assert printed.count("blocked:") == 3
-    alive = [p for p in Path("/proc").iterdir() if p.name.isdigit() and marker.encode() in _cmdline(p)]
-    assert not alive, "a process of the submission outlived autograde"
+    assert not processes_with(marker), "a process of the submission outlived autograde"
     assert nbgrader(course, "generate_assignment", stem, "--force").returncode == 0  # the config is still the teacher's
-
-
-def _cmdline(proc: Path) -> bytes:
-    try:
-        return (proc / "cmdline").read_bytes()
-    except OSError:
-        return b""

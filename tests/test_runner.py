@@ -22,6 +22,7 @@ import nbformat
 import pytest
 import torch
 import torch.nn as nn
+from conftest import needs_sandbox, processes_with
 
 import solutions
 from workbook.chapters import GRADED_CHAPTERS
@@ -376,13 +377,7 @@ def test_without_fork_the_runner_spawns_fresh_workers_just_as_safely(tmp_path) -
     assert states == {"FeedForwardNetwork": "passed", "LayerNorm": "not attempted"}, proc.stdout[-2000:]
 
 
-def _sandbox_missing() -> str | None:
-    from checks import sandbox
-
-    return sandbox.available()
-
-
-@pytest.mark.skipif(_sandbox_missing() is not None, reason=f"needs a working bubblewrap: {_sandbox_missing()}")
+@needs_sandbox
 def test_in_the_sandbox_absolute_paths_the_network_and_detached_processes_reach_nothing(tmp_path, capsys) -> None:
     """workbook check --sandbox: the folder is out of sight even by absolute path, there is no network,
     and a daemon that left the worker's process group (setsid) still ends with the worker."""
@@ -410,12 +405,4 @@ def test_in_the_sandbox_absolute_paths_the_network_and_detached_processes_reach_
     assert "Network is unreachable" in errors or "Connection refused" in errors  # a private network
     assert {e["exercise"]: e["state"] for e in chapter["exercises"]} == {"LayerNorm": "passed"} and code == 0
     time.sleep(1)
-    survivors = [p for p in Path("/proc").iterdir() if p.name.isdigit() and marker.encode() in _cmdline(p)]
-    assert not survivors, "a detached process of the learner outlived the sandbox"
-
-
-def _cmdline(proc: Path) -> bytes:
-    try:
-        return (proc / "cmdline").read_bytes()
-    except OSError:
-        return b""
+    assert not processes_with(marker), "a detached process of the learner outlived the sandbox"
