@@ -4,7 +4,9 @@ For every chapter (or those given), builds the course (``workbook course``), rel
 (``nbgrader generate_assignment``), submits the reference answer as student ``bench``, and times
 
 * ``nbgrader autograde CHAPTER --student bench``: the whole command a teacher runs (process start,
-  sanitising, a fresh kernel that runs every cell of the notebook, the hidden tests, the gradebook);
+  sanitising, a fresh kernel that runs every cell of the notebook, the hidden tests, the gradebook),
+  in the course's sandboxed kernel (``workbook-sandbox``) and, as the baseline measured in the same
+  run, in nbgrader's plain ``python3`` kernel (the ratio is the sandbox's cost);
 * ``workbook check CHAPTER --dir ...`` called in-process (``workbook.cli.main``) on the same notebook:
   the learner's terminal check (setup and exercise cells in a fresh process, then the checker).
 
@@ -41,6 +43,17 @@ def nbgrader(course: Path, *args: str) -> float:
     if done.returncode != 0:
         raise SystemExit(f"nbgrader {' '.join(args)} failed:\n{done.stderr[-2000:]}")
     return time.perf_counter() - start
+
+
+def autograde_plain(course: Path, stem: str) -> float:
+    """The same autograde in nbgrader's plain python3 kernel (the config changed for one command)."""
+    config = course / "nbgrader_config.py"
+    original = config.read_text(encoding="utf-8")
+    config.write_text(original + '\nc.Execute.kernel_name = "python3"\n', encoding="utf-8")
+    try:
+        return nbgrader(course, "autograde", stem, "--student", "bench", "--force")
+    finally:
+        config.write_text(original, encoding="utf-8")
 
 
 def solved_submission(course: Path, stem: str) -> nbformat.NotebookNode:
@@ -109,6 +122,7 @@ def main() -> None:
             grade_times = [
                 nbgrader(course, "autograde", stem, "--student", "bench", "--force") for _ in range(args.repeat)
             ]
+            plain_times = [autograde_plain(course, stem) for _ in range(args.repeat)]
             check_times, report = zip(*(workbook_check(mine, stem) for _ in range(args.repeat)))
             from nbgrader.api import Gradebook
 
@@ -116,22 +130,25 @@ def main() -> None:
                 sub = gradebook.find_submission(stem, "bench")
                 score = f"{sub.score:g}/{sub.max_score:g}"
             cold = statistics.median(workbook_check_cold(mine, stem) for _ in range(args.repeat))
-            rows.append(
-                (stem, statistics.median(grade_times), statistics.median(check_times), cold, score, passed(report[-1]))
-            )
+            grade, plain = statistics.median(grade_times), statistics.median(plain_times)
+            rows.append((stem, grade, plain, statistics.median(check_times), cold, score, passed(report[-1])))
             print(
-                f"{stem:<26} autograde {rows[-1][1]:6.1f} s ({score})   workbook check in-process "
-                f"{rows[-1][2]:5.1f} s, new process {cold:5.1f} s ({rows[-1][5]} passed)",
+                f"{stem:<26} autograde {grade:6.1f} s sandboxed, {plain:6.1f} s plain ({grade / plain:.2f}x; "
+                f"{score})   workbook check in-process {rows[-1][3]:5.1f} s, new process {cold:5.1f} s "
+                f"({rows[-1][6]} passed)",
                 flush=True,
             )
         print()
         print(
-            "| chapter | nbgrader autograde (s) | score | workbook check in-process (s) | workbook check, "
-            "new process (s) | passed |"
+            "| chapter | autograde, sandboxed kernel (s) | autograde, plain kernel (s) | ratio | score | "
+            "workbook check in-process (s) | workbook check, new process (s) | passed |"
         )
-        print("|---|---|---|---|---|---|")
-        for stem, grade, check, cold, score, ok in rows:
-            print(f"| {stem} | {grade:.1f} | {score} | {check:.1f} | {cold:.1f} | {ok} |")
+        print("|---|---|---|---|---|---|---|---|")
+        for stem, grade, plain, check, cold, score, ok in rows:
+            print(
+                f"| {stem} | {grade:.1f} | {plain:.1f} | {grade / plain:.2f} | {score} | {check:.1f} "
+                f"| {cold:.1f} | {ok} |"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -15,6 +15,7 @@ failure of the grader itself is reported as the grader's, with its traceback.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import threading
 import time
@@ -147,8 +148,19 @@ def _grader_failed(name: str, what: str, trace: str = "") -> CheckResult:
     return CheckResult(name, "failed", failures=[text + (f"\n{trace}" if trace else "")])
 
 
+@functools.cache
+def prepare() -> None:
+    """Load, once, in the process that forks the workers, what grading loads lazily: the specs, and
+    what torch imports on its first optimizer (``torch._dynamo``, 1-2 s). A worker inherits it; one
+    that had to load it would pay again at every check, since nothing it loads comes back."""
+    from . import specs  # noqa: F401
+
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
+
 def _grade_in_worker(name: str, obj: Any, limit: float) -> CheckResult:
     """Grade in a forked worker; kill it ``HARD_GRACE`` s after the limit if it is still running."""
+    prepare()
     outcome = Worker(_grade_payload, (name, obj, limit), spawn=False).start().wait(limit + HARD_GRACE)
     if outcome.status == "timeout":
         result = _timed_out(name, limit)

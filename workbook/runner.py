@@ -481,6 +481,9 @@ def _preload() -> None:
         return
     for name in PRELOAD:
         importlib.import_module(name)
+    from checks.grade import prepare
+
+    prepare()
 
 
 def _tail(path: Path) -> str:
