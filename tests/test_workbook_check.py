@@ -419,7 +419,7 @@ def test_a_hang_the_cell_alarm_cannot_stop_is_killed(tmp_path: Path) -> None:
     """A cell that ignores SIGALRM and never ends: its chapter's process is killed and reported as
     timed out, and the next chapter is graded all the same."""
     from workbook.chapters import chapter
-    from workbook.runner import grade_chapters, read_chapter
+    from workbook.runner import read_chapter, run_chapters
 
     write(
         tmp_path / "05_feed_forward.ipynb",
@@ -431,7 +431,7 @@ def test_a_hang_the_cell_alarm_cannot_stop_is_killed(tmp_path: Path) -> None:
     start = time.perf_counter()
     # 11 s for each chapter: the healthy one needs about 1 s even with both cores busy (the hung one is
     # killed at 11 s; a hang that nothing stops would hold the test for ever)
-    hung, fine = grade_chapters(jobs, timeout=0.5, check_time=0.0, grace=10.0)
+    hung, fine = run_chapters(jobs, timeout=0.5, check_time=0.0, grace=10.0)
     assert time.perf_counter() - start < 60
     assert hung["status"] == "timeout" and "took longer than" in hung["message"]
     assert hung["exercises"][0]["state"] == "error"
@@ -473,10 +473,10 @@ def test_a_folder_named_like_a_notebook_is_reported(tmp_path: Path) -> None:
 
 
 def test_a_failure_of_the_grader_itself_is_not_blamed_on_the_notebook(tmp_path: Path) -> None:
-    from workbook.runner import ChapterJob, grade_chapters
+    from workbook.runner import ChapterJob, run_chapters
 
     job = ChapterJob("06_layer_norm", str(tmp_path / "gone" / "06_layer_norm.ipynb"), ["LayerNorm"])
-    (result,) = grade_chapters([job], timeout=1.0)  # its folder vanished: the process cannot chdir there
+    (result,) = run_chapters([job], timeout=1.0)  # its folder vanished: the process cannot chdir there
     assert result["status"] == "crashed"
     assert "itself failed" in result["message"] and "not your notebook's fault" in result["message"]
     assert "FileNotFoundError" in result["internal_error"]

@@ -43,10 +43,7 @@ def check(obj: Any, exercise: str | None = None, *, time_limit: float | None = N
 
     result = grade(obj, exercise, time_limit=time_limit)
     if result.exercise in EXERCISE_TO_CHAPTER and os.environ.get(IN_RUNNER) is None:
-        try:
-            progress.record_check(result.exercise, result.state)
-        except OSError as error:  # the verdict stands; the lost record is said, not hidden
-            print(f"(Your progress could not be saved: {error})", file=sys.stderr)
+        progress.record_check(result.exercise, result.state)  # an unwritable file is said, not raised
     return result
 
 

@@ -600,9 +600,6 @@ def run_chapters(
     return results  # type: ignore[return-value]
 
 
-grade_chapters = run_chapters  # the name `workbook check` knows it by
-
-
 def _terminate_on_sigterm() -> Any:
     """Turn SIGTERM into SystemExit while grading, so the clean-up above runs; returns the old handler
     (None when signals cannot be set here: not the main thread)."""

@@ -195,7 +195,7 @@ def record_progress(chapters: list[dict]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from workbook.runner import grade_chapters, read_chapter
+    from workbook.runner import read_chapter, run_chapters
 
     start = time.perf_counter()
     try:
@@ -240,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
         sandbox = bwrap.available() is None
         if not sandbox:
             print(bwrap.missing_protection(), file=sys.stderr)
-    chapters = grade_chapters(jobs, timeout=args.timeout, sandbox=sandbox)
+    chapters = run_chapters(jobs, timeout=args.timeout, sandbox=sandbox)
     record_progress(chapters)
     summary = summarise(chapters)
     seconds = round(time.perf_counter() - start, 2)
