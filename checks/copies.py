@@ -110,3 +110,37 @@ def reference_copied(obj: Any, reference: Any) -> str | None:
     if mine is not None and mine == theirs:
         return "its code is the reference's code (the same once docstrings and formatting are set aside)"
     return None
+
+
+def source_copied(code: str, name: str, reference: Any) -> str | None:
+    """The same question asked of the student's source text only (the judge never runs it): ``code``
+    (the cells the student wrote) imports ``solutions``, or defines ``name`` with the reference's
+    code once normalised. Code that reaches the reference by other roads is caught by the worker's
+    own hiding of the reference (it is not there to reach), not here."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "solutions":
+            if any(alias.name in (name, "*") for alias in node.names):
+                return "it is the reference itself (imported from solutions)"
+    for node in ast.walk(tree):
+        imported = isinstance(node, ast.Import) and any(a.name.split(".")[0] == "solutions" for a in node.names)
+        if imported or (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "solutions"):
+            return "its cells import the reference (solutions): a subclass, a wrapper or its source"
+    definitions = [
+        node
+        for node in tree.body
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name
+    ]
+    theirs = _normalised(reference)
+    if not definitions or theirs is None:
+        return None
+    node = definitions[-1]
+    methods = [n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    functions = methods if isinstance(node, ast.ClassDef) else [node]
+    mine = "\n".join(_stripped(ast.Module(body=[f], type_ignores=[])) for f in sorted(functions, key=lambda f: f.name))
+    if mine == theirs:
+        return "its code is the reference's code (the same once docstrings and formatting are set aside)"
+    return None

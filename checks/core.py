@@ -73,6 +73,42 @@ class TimeLimit(BaseException):
     """The exercise's time limit ran out (a BaseException so ``except Exception`` cannot swallow it)."""
 
 
+class NotJudged(Skip):
+    """A test the judge cannot run across the process boundary (``checks.judge``): skipped there."""
+
+
+NOT_JUDGED = "not judged across processes"  # how a test row skipped by the judge begins
+
+
+class RemoteError(Exception):
+    """The student's code raised in the judge's worker: ``info`` is what the worker described
+    (``type``, ``message``, ``frame`` = [file, line, function, code] or None, ``exit``, ``memory``)."""
+
+    def __init__(self, info: dict) -> None:
+        info = info if isinstance(info, dict) else {}
+        self.kind = str(info.get("type", "Exception"))[:80]
+        self.text = str(info.get("message", ""))[:1000]
+        frame = info.get("frame")
+        self.frame = (
+            traceback.FrameSummary(str(frame[0]), int(frame[1] or 0), str(frame[2]), line=str(frame[3]))
+            if isinstance(frame, list) and len(frame) == 4 and isinstance(frame[1], (int, type(None)))
+            else None
+        )
+        self.exit = bool(info.get("exit"))
+        self.memory = bool(info.get("memory"))
+        super().__init__(f"{self.kind}: {self.text}")
+
+    def describe(self, what: str) -> str:
+        if self.exit:
+            head = f"{what} called sys.exit() (or exit()/quit()), which would stop the whole program."
+        elif self.memory:
+            head = f"{what} ran out of memory ({self.kind}). Check the shapes you create."
+        else:
+            head = f"{what} raised {self.kind}: {_shorten(self.text)}"
+        where = describe_location(self.frame)
+        return head + (f"\n  at {where}" if where else "")
+
+
 # --------------------------------------------------------------------------------------------------
 # The result
 # --------------------------------------------------------------------------------------------------
@@ -138,14 +174,14 @@ class CheckResult:
 
     # ---------------------------------------------------------------- plain text (terminal)
     def __str__(self) -> str:
-        head = {"passed": "PASSED", "failed": "FAILED", "not attempted": "NOT ATTEMPTED"}[self.state]
+        head = {"passed": "PASSED", "failed": "FAILED", "not attempted": "NOT ATTEMPTED"}.get(self.state, "NOT GRADED")
         lines = [f"{self.exercise}: {head} ({self.seconds:.2f} s)"]
         mark = {"passed": "pass", "failed": "FAIL", "skipped": "skip"}
         for row in self.tests:
             lines.append(f"  [{mark[row.status]}] {row.name}")
             if row.status == "failed" and row.message:
                 lines.extend("         " + part for part in row.message.splitlines())
-        if self.state == "not attempted" and not self.tests:
+        if self.state in ("not attempted", "not graded") and (not self.tests or self.state == "not graded"):
             lines.extend("  " + part for f in self.failures for part in f.splitlines())
         elif self.failures and self.state == "failed" and not any(r.status == "failed" for r in self.tests):
             lines.extend("  " + part for f in self.failures for part in f.splitlines())
@@ -166,8 +202,10 @@ class CheckResult:
 
     # ---------------------------------------------------------------- HTML (notebook)
     def _repr_html_(self) -> str:
-        colour = {"passed": "#1a7f37", "failed": "#cf222e", "not attempted": "#9a6700"}[self.state]
-        head = {"passed": "✔ passed", "failed": "✘ failed", "not attempted": "… not attempted"}[self.state]
+        colour = {"passed": "#1a7f37", "failed": "#cf222e", "not attempted": "#9a6700"}.get(self.state, "#9a6700")
+        head = {"passed": "✔ passed", "failed": "✘ failed", "not attempted": "… not attempted"}.get(
+            self.state, "? not graded"
+        )
         esc = html.escape
         parts = [
             '<div class="workbook-check" style="font-family:sans-serif;font-size:13px">',
@@ -235,7 +273,7 @@ def describe_location(frame: traceback.FrameSummary | None) -> str:
     if frame is None:
         return ""
     name = frame.filename
-    if re.search(r"ipykernel_\d+|<ipython-input-", name):
+    if re.search(r"ipykernel_\d+|<ipython-input-|^<cell \d+>$", name):
         where = f"line {frame.lineno} of your notebook cell"
     else:
         where = f'File "{name}", line {frame.lineno}'
@@ -289,6 +327,10 @@ def learner_call(fn: Callable, *args: Any, what: str, **kwargs: Any) -> Any:
     except NotImplementedError as exc:
         frame = learner_frame(exc)
         raise StubReached(describe_location(frame)) from None
+    except RemoteError as exc:  # raised in the judge's worker (checks.judge)
+        if exc.kind == "NotImplementedError":
+            raise StubReached(describe_location(exc.frame)) from None
+        raise Fail(exc.describe(what)) from None
     except BaseException as exc:  # noqa: BLE001 - learner code may raise anything, even SystemExit
         raise Fail(describe_learner_exception(exc, what)) from None
 
@@ -574,19 +616,26 @@ def _compose(fail: Fail) -> str:
     return text
 
 
-def run_spec(spec: Spec, obj: Any, references: dict[str, Any]) -> CheckResult:
-    """Run one spec's ladder on the learner's object (isolated from its other exercises)."""
+def run_spec(spec: Spec, obj: Any, references: dict[str, Any], judged: bool = False) -> CheckResult:
+    """Run one spec's ladder on the learner's object (isolated from its other exercises).
+
+    ``judged``: ``obj`` is a handle on an object in the judge's worker (``checks.judge``), which
+    does the isolation itself; a test that cannot run on a handle is skipped, never failed.
+    """
     ctx = Ctx(spec, obj)
     result = CheckResult(spec.exercise, "passed")
-    parts = learner_parts(obj, spec.exercise, references)
+    parts = {} if judged else learner_parts(obj, spec.exercise, references)
     ctx.cache["parts"] = parts
-    namespace = learner_globals(obj)
+    namespace = None if judged else learner_globals(obj)
     stopped = False
 
     def run_one(name: str, fn: TestFn) -> bool:
         torch.manual_seed(20170612)  # every test sees the same inputs on every run (the RNG is restored after)
         try:
             fn(ctx)
+        except NotJudged as skip:
+            result.tests.append(TestRow(name, "skipped", f"{NOT_JUDGED}: {skip}"))
+            return True
         except Skip as skip:
             result.tests.append(TestRow(name, "skipped", str(skip)))
             return True
@@ -598,6 +647,12 @@ def run_spec(spec: Spec, obj: Any, references: dict[str, Any]) -> CheckResult:
                 if diag not in result.diagnoses:
                     result.diagnoses.append(diag)
             return False
+        except Exception as error:
+            if not judged or isinstance(error, StubReached):
+                raise
+            message = f"{NOT_JUDGED}: {type(error).__name__}: {_shorten(error, 200)}"
+            result.tests.append(TestRow(name, "skipped", message))
+            return True
         result.tests.append(TestRow(name, "passed", ""))
         return True
 

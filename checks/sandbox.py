@@ -67,16 +67,24 @@ def _needed_paths() -> list[Path]:
     return sorted({p.resolve() for p in roots})
 
 
-def bwrap_command(command: list[str], writable: Path, hidden: Iterable[Path] = (), network: bool = False) -> list[str]:
+def bwrap_command(
+    command: list[str],
+    writable: Path,
+    hidden: Iterable[Path] = (),
+    network: bool = False,
+    needed: Iterable[Path] | None = None,
+) -> list[str]:
     """``command`` wrapped in bubblewrap: read-only system, ``writable`` the one folder it may
     change (and its working directory), ``hidden`` folders replaced by empty ones. ``network``:
-    keep the host's network (a Jupyter kernel talks to its client over TCP on loopback)."""
+    keep the host's network (a Jupyter kernel talks to its client over TCP on loopback). ``needed``:
+    what to show again, read-only, under a hidden folder (by default Python and the workbook's
+    packages)."""
     writable = Path(writable).resolve()
     args = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     hidden = sorted({Path(h).resolve() for h in hidden})
     for folder in hidden:
         args += ["--tmpfs", str(folder)]
-    for path in _needed_paths():
+    for path in _needed_paths() if needed is None else sorted({Path(p).resolve() for p in needed}):
         if any(path == h or h in path.parents for h in hidden):
             args += ["--ro-bind", str(path), str(path)]
     for folder in hidden:
@@ -92,3 +100,49 @@ def environment() -> dict[str, str]:
     """The environment a sandboxed worker starts with: this one, less what could reach outside."""
     drop = ("SSH_AUTH_SOCK", "DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "WAYLAND_DISPLAY", "JPY_SESSION_NAME")
     return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+# What a worker gets of the folder it is started for: a scratch copy of its small files.
+SCRATCH_FILE_LIMIT = 16 * 1024 * 1024
+SCRATCH_TOTAL_LIMIT = 256 * 1024 * 1024
+SCRATCH_SKIP = {
+    ".git",
+    ".ipynb_checkpoints",
+    "__pycache__",
+    "runs",
+    "checkpoints",
+    ".venv",
+    "venv",
+    "node_modules",
+    ".workbook",
+}
+
+
+def scratch_copy(folder: Path, dest: Path) -> Path:
+    """Copy ``folder``'s small files into ``dest`` (made here) and return ``dest``.
+
+    A cell may read a file beside its notebook (a data file, a helper module), so the worker starts
+    in a copy of that folder. Left out: files over 16 MB, anything past 256 MB in all, and run and
+    tool folders (``runs/``, ``checkpoints/``, ``.git``, ``.ipynb_checkpoints``...). Symbolic links
+    to files are copied as the files they point to (a write through a link would reach the
+    original); links to folders are left out.
+    """
+    if not folder.is_dir():
+        raise FileNotFoundError(f"the notebook's folder {folder} is gone")
+    dest.mkdir(parents=True, exist_ok=True)
+    budget = SCRATCH_TOTAL_LIMIT
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        rel = Path(root).relative_to(folder)
+        dirs[:] = [d for d in dirs if d not in SCRATCH_SKIP and not Path(root, d).is_symlink() and len(rel.parts) < 4]
+        (dest / rel).mkdir(parents=True, exist_ok=True)
+        for name in files:
+            source = Path(root, name)
+            try:
+                size = source.stat().st_size  # follows a link to its file
+                if not source.is_file() or size > SCRATCH_FILE_LIMIT or size > budget:
+                    continue
+                shutil.copyfile(source, dest / rel / name)
+                budget -= size
+            except OSError:
+                continue  # unreadable or vanished: the cell that needs it will say so
+    return dest

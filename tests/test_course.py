@@ -451,7 +451,10 @@ def test_the_report_counts_the_class_mistakes_and_names_what_was_not_graded(tmp_
     for student, nb in class_.items():
         submit(course, student, stem, nb)
     done = nbgrader(course, "autograde", stem)
-    assert done.returncode == 1 and f"submitted/fay/{stem}" in done.stderr  # nbgrader names the crashed one
+    assert done.returncode == 0, done.stderr  # every submission graded, the crashed one included ...
+    named = [line for line in done.stderr.splitlines() if f"submitted/fay/{stem}" in line]
+    assert any("kernel stopped" in line for line in named)  # ... and named, with the reason
+    assert any("not graded to the end" in line and "ended the grading process" in line for line in named)
 
     assert workbook(["course", str(course), "--report"]) == 0
     out = capsys.readouterr().out
@@ -464,8 +467,10 @@ def test_the_report_counts_the_class_mistakes_and_names_what_was_not_graded(tmp_
     assert entries["ben"]["state"] == "not attempted" and entries["ben"]["score"] == 0.0
     assert entries["cat"]["diagnoses"] == entries["dan"]["diagnoses"] == ["ffn_missing_relu"]
     assert entries["eve"]["diagnoses"] == ["ffn_wrong_activation"]
-    assert entries["fay"]["state"] == "not graded" and entries["fay"]["why"]
-    assert entries["gus"]["state"] == "passed" and entries["gus"]["flags"][0].startswith("reference copied")
+    assert entries["fay"]["state"] == "not graded" and "ended the grading process" in entries["fay"]["why"]
+    # the reference is out of the judge's worker: handing it in scores 0, and the teacher is told why
+    assert entries["gus"]["state"] == "not attempted" and entries["gus"]["score"] == 0.0
+    assert entries["gus"]["flags"][0].startswith("reference copied") and "not available" in entries["gus"]["why"]
     assert not any(entries[s]["flags"] for s in ("ada", "cat", "eve"))  # own code, or the reference changed
     visible = page_text(page)
     assert "2 of 7" in visible and "ffn_missing_relu" in visible and "1 of 7" in visible
@@ -523,3 +528,135 @@ subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", {marker!
     assert printed.count("blocked:") == 3
     assert not processes_with(marker), "a process of the submission outlived autograde"
     assert nbgrader(course, "generate_assignment", stem, "--force").returncode == 0  # the config is still the teacher's
+
+
+# --------------------------------------------------------------------------------------------------
+# Grades a student cannot forge (issue 11): the cheats, through nbgrader's own commands
+# --------------------------------------------------------------------------------------------------
+NO_RELU = ("self.W_2(torch.relu(self.W_1(x)))", "self.W_2(self.W_1(x))")  # the wrong FeedForwardNetwork
+# Each: one thing a student who wants the marks without the work adds to the exercise cell.
+CHEATS = {
+    "replaces checks.check": (
+        "import checks, checks.grade\nfrom checks.core import CheckResult\n"
+        "checks.check = checks.grade.check = lambda obj, exercise=None, **k: CheckResult("
+        "exercise or obj.__name__, 'passed')"
+    ),
+    "replaces checks.core.run_spec": (
+        "import checks.core, checks.grade\n"
+        "checks.core.run_spec = checks.grade.run_spec = lambda spec, obj, refs, **k: checks.core.CheckResult("
+        "spec.exercise, 'passed')"
+    ),
+    "replaces assert_passes": "import workbook.course\nworkbook.course.assert_passes = lambda *a, **k: None",
+    "empties the spec's ladder": (
+        "from checks.specs import SPECS\nfor _layer in SPECS['FeedForwardNetwork'].layers.values():\n    _layer.clear()"
+    ),
+    "makes torch.allclose true": (
+        "import torch\ntorch.allclose = lambda *a, **k: True\ntorch.isclose = lambda a, b, *r, **k: a == a\n"
+        "torch.equal = lambda *a, **k: True"
+    ),
+    "makes every result pass": "import checks.core\nchecks.core.CheckResult.passed = property(lambda self: True)",
+    "swaps the grader in sys.modules": (
+        "import sys, types\nfake = types.ModuleType('checks')\nfake.check = lambda *a, **k: True\n"
+        "sys.modules['checks'] = sys.modules['checks.grade'] = fake"
+    ),
+    "empties every later cell (IPython)": "get_ipython().input_transformers_cleanup.append(lambda lines: [])",
+    "hides every traceback": "get_ipython().showtraceback = lambda *a, **k: None",
+    "answers the judge itself": (
+        "import sys\nframe = sys._getframe()\nwhile frame is not None:\n"
+        "    if 'handlers' in frame.f_locals:\n"
+        "        frame.f_locals['handlers']['call'] = lambda request: {'value': {'__dict': {}}}\n"
+        "    frame = frame.f_back"
+    ),
+    "ships a checks/ folder beside the notebook": "",  # the files: SHIPPED below
+}
+# The reference in disguise (right numbers, no work): the worker that grades has no reference to use.
+COPIES = {
+    "imports the reference": "from solutions import FeedForwardNetwork",
+    "subclasses the reference": "import solutions\n\nclass FeedForwardNetwork(solutions.FeedForwardNetwork):\n    pass",
+    "runs the reference's source": "import inspect, solutions\nexec(inspect.getsource(solutions.FeedForwardNetwork))",
+}
+SHIPPED = {
+    "checks/__init__.py": "def check(*args, **kwargs):\n    return True\n",
+    "checks/grade.py": "def check(*args, **kwargs):\n    return True\n",
+}
+
+
+def _student_name(what: str) -> str:
+    return re.sub(r"[^a-z]+", "-", what.lower()).strip("-")
+
+
+@needs_sandbox
+def test_no_cheat_gets_a_mark(tmp_path):
+    """Every cheat above on a wrong FeedForwardNetwork (no ReLU), every copy of the reference, a kernel
+    that exits, a forward that never returns and a copied test cell: all score 0 after nbgrader's
+    autograde and export; a correct classmate keeps full marks; no file of the course changes; no
+    process of a student outlives autograde; and the three that cannot be graded normally are named
+    in autograde's output and in the teacher report."""
+    import uuid
+
+    stem = "05_feed_forward"
+    course = new_course(tmp_path, [stem], timeout=20)
+    release, good = released(course, stem)
+    wrong = with_bug(good, "FeedForwardNetwork", *NO_RELU)
+    marker = f"workbook-cheat-{uuid.uuid4().hex}"
+    class_: dict[str, nbformat.NotebookNode] = {"honest": good}
+    for what, line in CHEATS.items():
+        nb = copy.deepcopy(wrong)
+        cell_of(nb, "FeedForwardNetwork").source += "\n" + line + "\n"
+        class_[_student_name(what)] = nb
+    for what, code in COPIES.items():
+        nb = copy.deepcopy(good)
+        cell_of(nb, "FeedForwardNetwork").source = code
+        class_[_student_name(what)] = nb
+    exits = copy.deepcopy(wrong)
+    cell_of(exits, "FeedForwardNetwork").source += (
+        f"\nimport subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', "
+        f"{marker!r}], start_new_session=True)\nimport os\nos._exit(0)\n"
+    )
+    hangs = copy.deepcopy(good)  # right numbers, but a forward that never returns, whatever it is told
+    cell_of(hangs, "FeedForwardNetwork").source = cell_of(hangs, "FeedForwardNetwork").source.replace(
+        "return self.W_2(torch.relu(self.W_1(x)))",
+        "while True:\n            try:\n                pass\n            except BaseException:\n                pass",
+    )
+    duplicated = copy.deepcopy(wrong)
+    test = copy.deepcopy(cell_of(duplicated, grade_cell_id("FeedForwardNetwork")))
+    test.source, test.id = "pass", "copied-test-cell"
+    duplicated.cells.append(test)
+    class_.update({"exits": exits, "hangs": hangs, "duplicates": duplicated})
+    for student, nb in class_.items():
+        submit(course, student, stem, nb)
+    for name, text in SHIPPED.items():
+        path = course / "submitted" / _student_name("ships a checks/ folder beside the notebook") / stem / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    assert nbgrader(course, "autograde", stem, "--student", "honest").returncode == 0
+    before = _course_files(course)
+    done = nbgrader(course, "autograde", stem, timeout=1800)
+    assert done.returncode == 0, done.stderr
+    assert _course_files(course) == before
+    assert not processes_with(marker), "a process of a student outlived autograde"
+
+    assert nbgrader(course, "export", "--to", str(tmp_path / "grades.csv")).returncode == 0
+    rows = {r["student_id"]: float(r["score"]) for r in csv.DictReader(open(tmp_path / "grades.csv"))}
+    assert rows.pop("honest") == 1.0
+    forged = {student: score for student, score in rows.items() if score != 0.0}
+    assert not forged, f"these cheats got marks: {forged}"
+    assert set(rows) == set(class_) - {"honest"}
+
+    for student, words in (("exits", "kernel stopped"), ("hangs", "timed out"), ("duplicates", "share the grade id")):
+        lines = [line for line in done.stderr.splitlines() if f"submitted/{student}/{stem}" in line]
+        assert any(words in line for line in lines), f"{student} is not named with {words!r}: {lines}"
+
+    assert workbook(["course", str(course), "--report"]) == 0
+    data = json.loads(
+        re.search(
+            r"id='report-data'>(.*?)</script>", (course / "reports" / "report.html").read_text(encoding="utf-8"), re.S
+        ).group(1)
+    )
+    entries = {e["student"]: e for e in data[0]["entries"]}
+    assert entries["exits"]["state"] == "not graded" and "ended the grading process" in entries["exits"]["why"]
+    assert "timed out" in entries["hangs"]["why"]
+    assert "copied test cell" in entries["duplicates"]["why"]
+    for what in COPIES:
+        assert entries[_student_name(what)]["flags"], f"{what}: not flagged 'reference copied'"

@@ -315,6 +315,19 @@ c.Execute.kernel_name = "{KERNEL_NAME}"
 c.Execute.timeout = {int(timeout)}
 c.Execute.interrupt_on_timeout = True
 
+# The grade of each test cell comes from the judge (workbook.nbgrader_ext.JudgedExecute): after the
+# kernel has run the notebook, it runs the exercise cells again in a sandboxed worker that cannot see
+# the reference, and grades them from this process, which never runs a student's code.
+c.Autograde.autograde_preprocessors = [
+    "workbook.nbgrader_ext.JudgedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
 # A student who deleted an autograded test cell is still graded: nbgrader puts the cell back.
 c.OverwriteCells.add_missing_cells = True
 

@@ -18,8 +18,10 @@ from typing import Any
 from nbconvert.exporters.exporter import ResourcesDict
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
-from nbgrader.preprocessors import NbGraderPreprocessor
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Unicode
+
+from workbook.course import REPORT_KEY
 
 
 def remove_hidden_region(source: str, begin: str = "BEGIN HIDDEN TESTS", end: str = "END HIDDEN TESTS") -> str:
@@ -75,6 +77,7 @@ class CheckSubmissionMetadata(NbGraderPreprocessor):
             solutions = {cell.name for cell in source.solution_cells}
         present = {cell.metadata.get("nbgrader", {}).get("grade_id") for cell in nb.cells}
         present.discard(None)
+        self._mark_duplicates(nb, resources)
         wanted = [name for name in order if name in graded | solutions]
         lost = [name for name in wanted if name not in present]
         # nbgrader re-adds a missing test cell after the cell before it; with both gone it crashes,
@@ -96,3 +99,196 @@ class CheckSubmissionMetadata(NbGraderPreprocessor):
             self.log.error(message)  # one plain line above nbgrader's traceback
             raise SubmissionMetadataError(message)
         return nb, resources
+
+    def _mark_duplicates(self, nb: NotebookNode, resources: ResourcesDict) -> None:
+        """Cells that share a grade id (a test cell copied by the student): nbgrader keeps the last and
+        unmarks the others. Say so in autograde's output, and mark the cells, so that the judge's
+        verdict (and the teacher report) says it too."""
+        seen: dict[str, int] = {}
+        for cell in nb.cells:
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if grade_id:
+                seen[grade_id] = seen.get(grade_id, 0) + 1
+        for grade_id, count in seen.items():
+            if count < 2:
+                continue
+            self.log.error(
+                "[workbook] %s: %d cells share the grade id '%s' (a copied test or exercise cell); nbgrader "
+                "grades the last of them.",
+                _where(resources),
+                count,
+                grade_id,
+            )
+            sharing = [cell for cell in nb.cells if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+            for cell in sharing[:-1]:  # nbgrader's own DeduplicateIds would leave an empty dict, on which
+                del cell.metadata["nbgrader"]  # its OverwriteCells crashes: that submission was never graded
+            sharing[-1].metadata.setdefault("workbook", {})["duplicate_grade_id"] = count
+
+
+# --------------------------------------------------------------------------------------------------
+# Autograde: the kernel runs the notebook, the judge decides
+# --------------------------------------------------------------------------------------------------
+class JudgedExecute(Execute):
+    """nbgrader's ``Execute``, then the judge (``checks.judge``): the grade of every test cell.
+
+    The notebook runs in the course's kernel as before (the student's feedback: outputs, figures,
+    the checker's table). Then the judge, a part of this nbgrader process that never runs the
+    student's code, runs the exercise cells in a sandboxed worker of its own, with the reference of
+    the exercises out of the worker's sight, and grades each exercise with the checker's ladder
+    against its own reference. Each test cell then carries the judge's verdict: an error output
+    when the judge fails it (so nbgrader scores it 0), none when the judge passes it (so nbgrader
+    gives the points). Whatever the student's code did in the kernel (patching the checker, torch,
+    IPython, the files beside the notebook) cannot change a grade.
+
+    A kernel that dies, a notebook the judge cannot run to the end: autograde's output names the
+    submission and the reason, and the test cells say it (the teacher report lists it as not graded).
+    """
+
+    def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
+        stopped = None
+        try:
+            nb, resources = super().preprocess(nb, resources)
+        except Exception as error:  # noqa: BLE001 - a dead kernel (os._exit, a crash): the judge goes on
+            stopped = f"{type(error).__name__}: {_first_line(str(error))}"
+            self.log.error(
+                "[workbook] %s: the notebook's kernel stopped before the end (%s); the judge grades the "
+                "exercises all the same.",
+                _where(resources),
+                stopped,
+            )
+        self._judge(nb, resources, stopped)
+        return nb, resources
+
+    def _judge(self, nb: NotebookNode, resources: ResourcesDict, stopped: str | None) -> None:
+        import os
+        from pathlib import Path
+
+        from checks import sandbox
+        from checks.copies import source_copied
+        from checks.references import REFERENCES
+        from workbook.chapters import EXERCISE_TO_CHAPTER, chapter
+        from workbook.course import grade_cell_id
+        from workbook.judged import judge_notebook
+        from workbook.sandbox_kernel import COURSE_ENV
+
+        tests = {
+            name: cell
+            for cell in nb.cells
+            for name in [_exercise_of(cell)]
+            if name is not None and name in EXERCISE_TO_CHAPTER
+        }
+        if not tests:
+            return
+        info = chapter(EXERCISE_TO_CHAPTER[next(iter(tests))])
+        folder = Path(resources.get("metadata", {}).get("path") or ".")
+        hidden = [Path(os.environ[COURSE_ENV])] if os.environ.get(COURSE_ENV) else []
+        if sandbox.available() is not None:
+            self.log.warning("[workbook] %s", sandbox.missing_protection())
+        judgement = judge_notebook(
+            folder / f"{resources.get('nbgrader', {}).get('notebook', info.stem)}.ipynb",
+            info,
+            hidden=hidden,
+            cell_time=float(self.timeout or 30),
+            notebook=nb,
+        )
+        if judgement.problem:
+            self.log.error("[workbook] %s: not graded to the end: %s", _where(resources), judgement.problem)
+        code = "\n".join(  # what the student wrote: the exercise cells and any cell they added
+            c.source for c in nb.cells if c.cell_type == "code" and not utils.is_grade(c) and not utils.is_locked(c)
+        )
+        duplicated = {
+            _grade_id_of_duplicate(c): c.metadata["workbook"]["duplicate_grade_id"]
+            for c in nb.cells
+            if isinstance(c.metadata.get("workbook"), dict) and c.metadata["workbook"].get("duplicate_grade_id")
+        }
+        for name, cell in tests.items():
+            if grade_cell_id(name) != cell.metadata.get("nbgrader", {}).get("grade_id"):
+                continue
+            result = judgement.results.get(name)
+            if result is None:
+                continue
+            flags = list(result.flags)
+            if name in REFERENCES:
+                copied = source_copied(code, name, REFERENCES[name])
+                if copied:
+                    flags.append(f"reference copied: {copied}")
+            state = result.state
+            why = ""
+            if judgement.problem and not result.tests:
+                state, why = "not graded", judgement.problem
+            elif stopped and not cell.get("outputs"):
+                why = f"the notebook's kernel stopped before this cell ({stopped})"
+            if grade_cell_id(name) in duplicated:
+                why = (why + "; " if why else "") + (
+                    f"the submission had {duplicated[grade_cell_id(name)]} cells with the grade id "
+                    f"{grade_cell_id(name)} (a copied test cell): graded from the last"
+                )
+            verdict = {
+                "exercise": name,
+                "state": state,
+                "diagnoses": list(result.diagnoses),
+                "flags": flags,
+                "judge": True,
+            }
+            if "too_slow" in result.diagnoses:
+                why = (why + "; " if why else "") + "it timed out while judged (a loop that never ends?)"
+            if why:
+                verdict["why"] = why
+                self.log.error("[workbook] %s: %s: %s", _where(resources), name, why)
+            _apply(cell, result, verdict)
+
+
+def _grade_id_of_duplicate(cell: NotebookNode) -> str:
+    grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+    return grade_id or ""
+
+
+def _exercise_of(cell: NotebookNode) -> str | None:
+    grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
+    if cell.get("cell_type") != "code" or not utils.is_grade(cell) or not str(grade_id).startswith("test_"):
+        return None
+    return str(grade_id)[len("test_") :]
+
+
+def _apply(cell: NotebookNode, result: Any, verdict: dict) -> None:
+    """The judge's verdict into the test cell: its line of text (with the verdict in the output's
+    metadata, for the teacher report) and, when it fails, the error that makes nbgrader score 0.
+
+    Whatever the kernel put in the cell is kept for the student to read, in forms nbgrader does not
+    grade: its errors and its stderr become stdout text, its results displays (nbgrader would read a
+    number in a result as a partial grade). The judge alone decides the grade."""
+    from nbformat.v4 import new_output
+
+    kept = []
+    for output in cell.get("outputs", []):
+        kind = output.get("output_type")
+        if kind == "error":
+            text = f"(in the notebook) {output.get('ename', '')}: {output.get('evalue', '')}\n"
+            kept.append(new_output("stream", name="stdout", text=text))
+        elif kind == "stream":
+            kept.append(new_output("stream", name="stdout", text=output.get("text", "")))
+        elif kind == "execute_result":
+            kept.append(new_output("display_data", data=output.get("data", {}), metadata=output.get("metadata", {})))
+        else:
+            kept.append(output)
+    label = {"passed": "passed", "failed": "failed", "not attempted": "not attempted"}.get(
+        verdict["state"], "not graded"
+    )
+    line = f"{verdict['exercise']}: {label}, as judged outside the notebook (the grade comes from this verdict)."
+    judged = [new_output("display_data", data={"text/plain": line}, metadata={REPORT_KEY: verdict})]
+    if verdict["state"] != "passed":
+        reasons = [verdict.get("why", "")] + [f for f in result.failures if f]
+        message = f"{verdict['exercise']}: {label}." + "".join(f"\n{r}" for r in reasons if r)
+        judged.append(
+            new_output("error", ename="AssertionError", evalue=message, traceback=[f"AssertionError: {message}"])
+        )
+    cell.outputs = judged + kept
+
+
+def _where(resources: ResourcesDict) -> str:
+    info = resources.get("nbgrader", {})
+    return f"submitted/{info.get('student', '?')}/{info.get('assignment', '?')}"
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")[:300]

@@ -89,8 +89,8 @@ def _verdicts(notebook_path: Path) -> dict[str, dict]:
         verdict: dict = {"ran": bool(cell.get("outputs"))}
         for output in cell.get("outputs", []):
             meta = output.get("metadata", {}).get(REPORT_KEY)
-            if isinstance(meta, dict):
-                verdict.update(meta)
+            if isinstance(meta, dict) and not (verdict.get("judge") and not meta.get("judge")):
+                verdict.update(meta)  # the judge's verdict, when there is one, over the notebook's own
             if output.get("output_type") == "error":
                 verdict["error"] = f"{output.get('ename', '')}: {output.get('evalue', '')}".strip()
         found[grade_id] = verdict
@@ -132,7 +132,7 @@ def collect(course_dir: Path, stem: str) -> ChapterReport:
             elif "state" in verdict:
                 entry.state, entry.diagnoses = verdict["state"], list(verdict.get("diagnoses", []))
                 entry.flags = list(verdict.get("flags", []))
-                entry.why = _checker_message(verdict.get("error", ""))
+                entry.why = verdict.get("why") or _checker_message(verdict.get("error", ""))
             elif verdict.get("error"):
                 match = re.match(
                     rf"AssertionError: {re.escape(name)}: (passed|failed|not attempted)\b", verdict["error"]

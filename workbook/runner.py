@@ -42,7 +42,6 @@ import json
 import linecache
 import os
 import re
-import shutil
 import signal
 import sys
 import tempfile
@@ -54,6 +53,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from checks.sandbox import scratch_copy
 from checks.worker import DEFAULT_MEMORY, Outcome, Worker, can_fork
 from workbook.chapters import CHAPTERS, Chapter
 
@@ -78,19 +78,6 @@ PRELOAD = [
 ]
 IN_RUNNER = "WORKBOOK_IN_RUNNER"  # set inside a worker: earlier_parts() gives the reference there
 # The scratch copy of a notebook's folder: files a cell may read (data, a helper module), not runs.
-SCRATCH_FILE_LIMIT = 16 * 1024 * 1024
-SCRATCH_TOTAL_LIMIT = 256 * 1024 * 1024
-SCRATCH_SKIP = {
-    ".git",
-    ".ipynb_checkpoints",
-    "__pycache__",
-    "runs",
-    "checkpoints",
-    ".venv",
-    "venv",
-    "node_modules",
-    ".workbook",
-}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -220,6 +207,11 @@ def read_chapter(chapter: Chapter, path: Path, all_cells: bool = False) -> Chapt
             f"`workbook reset {chapter.stem[:2]}` (your other chapters are unaffected)."
         )
         return job
+    return choose_cells(job, chapter, notebook, all_cells)
+
+
+def choose_cells(job: ChapterJob, chapter: Chapter, notebook: dict, all_cells: bool = False) -> ChapterJob:
+    """Fill ``job.cells`` with the code cells of ``notebook`` that define the chapter's exercises."""
     for index, cell in enumerate(notebook["cells"], start=1):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
@@ -348,36 +340,6 @@ def _run_cells(job: dict, namespace: dict, limit: float) -> dict[int, str]:
 def _first_line(cell: dict) -> str:
     line = next((s for s in cell["source"].splitlines() if s.strip() and not s.lstrip().startswith("#")), "")
     return line.strip()[:60]
-
-
-def scratch_copy(folder: Path, dest: Path) -> Path:
-    """Copy ``folder``'s small files into ``dest`` (made here) and return ``dest``.
-
-    A cell may read a file beside its notebook (a data file, a helper module), so the worker starts
-    in a copy of that folder. Left out: files over 16 MB, anything past 256 MB in all, and run and
-    tool folders (``runs/``, ``checkpoints/``, ``.git``, ``.ipynb_checkpoints``...). Symbolic links
-    to files are copied as the files they point to (a write through a link would reach the
-    original); links to folders are left out.
-    """
-    if not folder.is_dir():
-        raise FileNotFoundError(f"the notebook's folder {folder} is gone")
-    dest.mkdir(parents=True, exist_ok=True)
-    budget = SCRATCH_TOTAL_LIMIT
-    for root, dirs, files in os.walk(folder, followlinks=False):
-        rel = Path(root).relative_to(folder)
-        dirs[:] = [d for d in dirs if d not in SCRATCH_SKIP and not Path(root, d).is_symlink() and len(rel.parts) < 4]
-        (dest / rel).mkdir(parents=True, exist_ok=True)
-        for name in files:
-            source = Path(root, name)
-            try:
-                size = source.stat().st_size  # follows a link to its file
-                if not source.is_file() or size > SCRATCH_FILE_LIMIT or size > budget:
-                    continue
-                shutil.copyfile(source, dest / rel / name)
-                budget -= size
-            except OSError:
-                continue  # unreadable or vanished: the cell that needs it will say so
-    return dest
 
 
 def run_chapter(job: dict) -> dict:

@@ -35,11 +35,9 @@ def main(argv: list[str]) -> int:
     if missing is not None:
         print(f"[workbook] {sandbox.missing_protection()}", file=sys.stderr)
         os.execv(sys.executable, kernel)
-    from workbook.runner import scratch_copy
-
     scratch = Path(tempfile.mkdtemp(prefix="workbook-kernel-"))
     try:
-        work = scratch_copy(Path.cwd(), scratch / "work")
+        work = sandbox.scratch_copy(Path.cwd(), scratch / "work")
         hidden = [Path(os.environ[COURSE_ENV])] if os.environ.get(COURSE_ENV) else []
         command = sandbox.bwrap_command(kernel, work, hidden, network=True)
         env = {**sandbox.environment(), "MPLCONFIGDIR": str(work), "WORKBOOK_HOME": str(work)}

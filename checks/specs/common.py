@@ -61,8 +61,31 @@ def padded_tokens(lengths: Sequence[int], total: int, vocab: int = VOCAB, pad: i
 # --------------------------------------------------------------------------------------------------
 # Interfaces
 # --------------------------------------------------------------------------------------------------
+def _remote_problem(obj: Any, method: str | None, calls: Iterable[tuple[tuple, dict]]) -> tuple[str, str] | None:
+    """For a handle on the judge's worker (``checks.judge``): (parameters, error) of the first call
+    that ``obj`` (or its ``method``) cannot take, ("absent", "") when it lacks the method; else None."""
+    answer = obj._bind(method, list(calls), with_self=method is not None)  # checks.judge.Remote
+    if not answer:
+        return None
+    if answer.get("absent"):
+        return "absent", ""
+    return str(answer.get("signature", "")), str(answer.get("error", ""))
+
+
+def _is_remote(obj: Any) -> bool:
+    return type(obj).__name__ == "Remote" and type(obj).__module__ == "checks.judge"
+
+
 def expect_signature(fn: Any, what: str, *calls: tuple[tuple, dict], shown: str) -> None:
     """Fail unless ``fn`` accepts each ``(args, kwargs)`` call (checked with inspect, nothing runs)."""
+    if _is_remote(fn):
+        problem = _remote_problem(fn, None, calls)
+        if problem is not None and problem[0] != "absent":
+            raise Fail(
+                f"{what} should be callable as {shown}, but yours is {what}{problem[0]}: {problem[1]}.",
+                ["wrong_signature"],
+            )
+        return
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -92,7 +115,11 @@ def _method_bind_error(method: Any, calls: Iterable[tuple[tuple, dict]]) -> tupl
 
 
 def expect_init_signature(ctx: Ctx, shown: str, *calls: tuple[tuple, dict]) -> None:
-    problem = _method_bind_error(ctx.obj.__init__, calls)
+    if _is_remote(ctx.obj):
+        problem = _remote_problem(ctx.obj, "__init__", calls)
+        problem = None if problem is None or problem[0] == "absent" else problem
+    else:
+        problem = _method_bind_error(ctx.obj.__init__, calls)
     if problem is not None:
         params, error = problem
         raise Fail(
@@ -102,13 +129,19 @@ def expect_init_signature(ctx: Ctx, shown: str, *calls: tuple[tuple, dict]) -> N
 
 
 def expect_forward_signature(module: nn.Module, name: str, shown: str, *calls: tuple[tuple, dict]) -> None:
-    fwd = getattr(type(module), "forward", None)
+    if _is_remote(module):
+        problem = _remote_problem(module, "forward", calls)
+        fwd = None if problem is not None and problem[0] == "absent" else "remote"
+    else:
+        fwd = getattr(type(module), "forward", None)
+        problem = None
     if fwd is None or fwd is nn.Module.forward:
         raise Fail(
             f"Your {name} has no forward method: define `def forward{shown}` inside the class (check the indentation).",
             ["wrong_signature"],
         )
-    problem = _method_bind_error(fwd, calls)
+    if fwd != "remote":
+        problem = _method_bind_error(fwd, calls)
     if problem is not None:
         params, error = problem
         raise Fail(f"{name}.forward should accept {shown}, but yours takes {params}: {error}.", ["wrong_signature"])
