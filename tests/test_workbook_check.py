@@ -480,3 +480,33 @@ def test_a_failure_of_the_grader_itself_is_not_blamed_on_the_notebook(tmp_path: 
     assert result["status"] == "crashed"
     assert "itself failed" in result["message"] and "not your notebook's fault" in result["message"]
     assert "FileNotFoundError" in result["internal_error"]
+
+
+CHEATING_FFN = """class FeedForwardNetwork(nn.Module):
+    def __init__(self, d_model, d_ff):
+        super().__init__()
+        self.W_1, self.W_2 = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
+
+    def forward(self, x):
+        return self.W_2(self.W_1(x))  # no ReLU
+
+
+import checks, checks.core, checks.grade, torch
+from checks.core import CheckResult
+
+checks.check = checks.grade.check = lambda obj, exercise=None, **k: CheckResult(exercise or "x", "passed")
+checks.core.CheckResult.passed = property(lambda self: True)
+torch.allclose = lambda *a, **k: True
+"""
+
+
+def test_a_notebook_cannot_report_passed_to_itself(tmp_path, capsys) -> None:
+    """The learner's cells patch the grader, torch and the result class: `workbook check` still
+    fails the wrong FeedForwardNetwork (its verdict comes from the judge), with the diagnosis."""
+    write(
+        tmp_path / "05_feed_forward.ipynb", cell(SETUP, "setup"), cell(CHEATING_FFN, "exercise", "FeedForwardNetwork")
+    )
+    code = main(["check", "05", "--dir", str(tmp_path), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    entry = data["chapters"][0]["exercises"][0]
+    assert code == 1 and entry["state"] == "failed" and entry["diagnoses"] == ["ffn_missing_relu"]

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from checks.core import CheckResult
 from checks.judge import Judgement, judge_cells
 from workbook.chapters import CHAPTERS, Chapter
-from workbook.runner import ChapterJob, choose_cells, read_chapter
+from workbook.runner import ChapterJob, _describe_error, _first_line, choose_cells, read_chapter
 
 
 def earlier_exercises(info: Chapter) -> list[str]:
@@ -42,7 +43,7 @@ def judge_notebook(
     if job.error is not None:
         return Judgement({}, job.error, False)
     cells = [(cell.index, cell.source) for cell in job.cells]
-    return judge_cells(
+    judgement = judge_cells(
         cells,
         list(info.exercises),
         earlier_exercises(info),
@@ -51,3 +52,87 @@ def judge_notebook(
         cell_time=cell_time,
         protect=protect,
     )
+    _name_broken_cells(judgement, job)
+    return judgement
+
+
+def _name_broken_cells(judgement: Judgement, job: ChapterJob) -> None:
+    """An exercise left undefined because its own cell failed is "failed", with that cell's error
+    (a syntax error shown with its line, as the runner shows it: compiled here, never run)."""
+    errors = judgement.cell_errors or {}
+    for name, result in list(judgement.results.items()):
+        if result.state != "not attempted" or not any("is not defined" in f for f in result.failures):
+            continue
+        own = [c for c in job.cells if c.exercise == name and str(c.index) in errors]
+        if not own:
+            continue
+        cell = own[0]
+        error = errors[str(cell.index)]
+        try:
+            compile(cell.source, f"<cell {cell.index}>", "exec")
+        except SyntaxError as bad:
+            error = _describe_error(bad, f"<cell {cell.index}>")
+        first = _first_line({"source": cell.source})
+        message = f"`{name}` is not defined because its cell (cell {cell.index}: {first}) failed: {error}"
+        judgement.results[name] = CheckResult(name, "failed", failures=[message])
+
+
+def _judge_payload(payload: dict) -> dict:
+    """In a fork of the command's process (the judge's side: it never runs the learner's code)."""
+    from workbook.chapters import chapter
+
+    info = chapter(payload["stem"])
+    judgement = judge_notebook(Path(payload["path"]), info, cell_time=payload["cell_time"])
+    return {
+        "results": {name: result.to_dict() for name, result in judgement.results.items()},
+        "problem": judgement.problem,
+        "sandboxed": judgement.sandboxed,
+    }
+
+
+def judge_reports(chapters: list[dict], cell_time: float = 30.0, workers: int = 2) -> list[dict]:
+    """Replace the verdicts in ``workbook.runner.run_chapters``' reports with the judge's.
+
+    The report of a chapter's worker is the learner's code's to change (it ran there), so every
+    exercise entry of a chapter that could be read is the judge's, which runs the cells again in a
+    sandboxed worker of its own and grades from a process the learner's code never reaches.
+    Chapters are judged ``workers`` at a time, each in a fork of this process.
+    """
+    from checks.core import CheckResult
+    from checks.worker import Worker
+    from workbook.chapters import chapter
+
+    todo = [i for i, ch in enumerate(chapters) if ch.get("status") not in ("missing", "unreadable")]
+    running: list[tuple[int, Worker, float]] = []
+    outcomes: dict[int, object] = {}
+    while todo or running:
+        while todo and len(running) < max(1, workers):
+            i = todo.pop(0)
+            ch = chapters[i]
+            payload = {"stem": ch["chapter"], "path": ch["path"], "cell_time": cell_time}
+            cells = max(1, int(ch.get("cells_run") or 10))
+            limit = 180 + cell_time * cells + 40 * len(chapter(ch["chapter"]).exercises)
+            running.append((i, Worker(_judge_payload, payload, spawn=False).start(), limit))
+        i, worker, limit = running.pop(0)
+        outcomes[i] = worker.wait(limit)
+    for i, outcome in outcomes.items():
+        ch = chapters[i]
+        value = outcome.value if outcome.status == "done" and isinstance(outcome.value, dict) else None
+        results = value["results"] if value else {}
+        judged = []
+        for entry in ch["exercises"]:
+            name = entry["exercise"]
+            if name in results and (value or {}).get("problem") and not results[name].get("tests"):
+                new = {**entry, "state": "error", "passed": False, "failures": results[name].get("failures", [])}
+            elif name in results:
+                result = CheckResult.from_dict(results[name])
+                new = result.to_dict()
+                new["text"] = str(result)
+            else:
+                why = (value or {}).get("problem") or f"the judge did not finish ({outcome.status})"
+                new = {**entry, "state": "error", "passed": False, "failures": [f"could not be judged: {why}"]}
+            judged.append(new)
+        ch["exercises"] = judged
+        if value and value.get("problem") and ch.get("status") == "graded":
+            ch["judge_problem"] = value["problem"]
+    return chapters

@@ -390,6 +390,8 @@ def run_chapter(job: dict) -> dict:
                 f"`{name}` is not defined: no cell of this notebook defines it "
                 "(was its exercise cell deleted?). Write it, then check again."
             ]
+        elif job.get("judged"):  # the verdict comes from the judge (workbook.judged), not from here
+            entry = {"exercise": name, "state": "pending", "passed": False, "diagnoses": [], "tests": []}
         else:
             result = check(namespace[name], exercise=name)
             entry = result.to_dict()
@@ -488,6 +490,7 @@ def run_chapters(
     parts: bool = False,
     memory_bytes: int | None = DEFAULT_MEMORY,
     sandbox: bool = False,
+    judged: bool = False,
 ) -> list[dict]:
     """Run and grade every readable chapter in its own worker; one report per job, in order.
 
@@ -497,7 +500,8 @@ def run_chapters(
     (``entry["part"]``, see :func:`unpickle_part`). ``memory_bytes``: what a worker may allocate.
     ``sandbox``: each worker in bubblewrap (``checks.sandbox``: a fresh interpreter that sees the
     system read-only, not the notebook's folder, no network, and nothing it starts outlives it);
-    the caller checks ``checks.sandbox.available()`` first.
+    the caller checks ``checks.sandbox.available()`` first. ``judged``: run the cells but leave the
+    verdicts to the judge (``workbook.judged.judge_reports``), which replaces every exercise entry.
     """
     results: list[dict | None] = [None] * len(jobs)
     pending = []
@@ -524,6 +528,7 @@ def run_chapters(
                     folder.mkdir()
                     payload = {
                         **asdict(jobs[i]),
+                        "judged": judged,
                         "timeout": timeout,
                         "parts": parts,
                         "capture": str(folder / "capture.out"),

@@ -1,8 +1,10 @@
 """``workbook check [CHAPTER...]``: grade the chapter notebooks from a terminal, without Jupyter.
 
-Each notebook is read (never written), its setup and exercise cells run in a fresh process of its
-own, and every exercise of the chapter is graded there with ``checks.check`` (see
-``workbook.runner`` for which cells run and how the processes are isolated).
+Each notebook is read (never written) and its setup and exercise cells run in a fresh process of
+its own (``workbook.runner``: what they print, which cells fail); the verdicts come from the judge
+(``workbook.judged``, ``checks.judge``): the cells run again in a sandboxed worker that cannot see
+the reference, and every exercise is graded from a process the notebook's code never reaches, so a
+notebook cannot report "passed" to itself by patching the grader.
 """
 
 from __future__ import annotations
@@ -195,6 +197,7 @@ def record_progress(chapters: list[dict]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from workbook.judged import judge_reports
     from workbook.runner import read_chapter, run_chapters
 
     start = time.perf_counter()
@@ -240,7 +243,8 @@ def run(args: argparse.Namespace) -> int:
         sandbox = bwrap.available() is None
         if not sandbox:
             print(bwrap.missing_protection(), file=sys.stderr)
-    chapters = run_chapters(jobs, timeout=args.timeout, sandbox=sandbox)
+    chapters = run_chapters(jobs, timeout=args.timeout, sandbox=sandbox, judged=True)
+    chapters = judge_reports(chapters, cell_time=args.timeout)
     record_progress(chapters)
     summary = summarise(chapters)
     seconds = round(time.perf_counter() - start, 2)
