@@ -660,3 +660,28 @@ def test_no_cheat_gets_a_mark(tmp_path):
     assert "copied test cell" in entries["duplicates"]["why"]
     for what in COPIES:
         assert entries[_student_name(what)]["flags"], f"{what}: not flagged 'reference copied'"
+
+
+def test_a_course_can_be_released_without_solution(tmp_path):
+    """`workbook course --no-solutions`: in the notebook a student gets, solution() says it is off and
+    shows no code; hint() still works. The default course keeps it."""
+    import nbclient
+
+    stem = "05_feed_forward"
+    course = tmp_path / "course"
+    assert workbook(["course", str(course), "--chapters", stem, "--no-solutions"]) == 0
+    assert nbgrader(course, "generate_assignment", stem).returncode == 0
+    release = nbformat.read(str(course / "release" / stem / f"{stem}.ipynb"), as_version=4)
+    setup = [c for c in release.cells if c.metadata.get("workbook", {}).get("role") == "setup"]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        *copy.deepcopy(setup),
+        nbformat.v4.new_code_cell("solution('FeedForwardNetwork')\nhint('FeedForwardNetwork')"),
+    ]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    shown = "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in nb.cells[-1].outputs)
+    assert "turned off" in shown and "def forward" not in shown and "Hint 1" in shown, shown
+    assert "WORKBOOK_SOLUTIONS" not in json.dumps(source_notebook(stem))  # the default course keeps solution()

@@ -264,9 +264,18 @@ def grade_cell_id(name: str) -> str:
     return f"test_{name}"
 
 
-def source_notebook(stem_or_number: str | int, points: float = DEFAULT_POINTS) -> nbformat.NotebookNode:
+SOLUTIONS_OFF = (
+    "import os\n\n"
+    'os.environ["WORKBOOK_SOLUTIONS"] = "off"  # this course releases the chapter without solution()'
+)
+
+
+def source_notebook(
+    stem_or_number: str | int, points: float = DEFAULT_POINTS, solutions: bool = True
+) -> nbformat.NotebookNode:
     """The nbgrader source notebook of a chapter: the learner notebook plus solution regions,
-    hidden tests and nbgrader metadata. Every other cell keeps its type and source."""
+    hidden tests and nbgrader metadata. Every other cell keeps its type and source, but for
+    ``solutions=False``: the setup cell that imports the workbook's helpers turns solution() off."""
     source = load_source(stem_or_number)
     nb = make_notebook(source, "learner")
     earlier = earlier_work_cell(source) if source.uses else None
@@ -282,6 +291,8 @@ def source_notebook(stem_or_number: str | int, points: float = DEFAULT_POINTS) -
         elif role == "hint" or (role == "setup" and cell.source == earlier):
             continue  # the learner edits these (uncomments a hint, sets use_my_work)
         else:  # the text, the setup, the chapter's demos and figures
+            if not solutions and role == "setup" and "from workbook import" in cell.source and "solution" in cell.source:
+                cell.source = cell.source + "\n" + SOLUTIONS_OFF
             cell.metadata["nbgrader"] = _nbgrader(cell.id.replace("-", "_"), locked=True)
     nbformat.validate(nb)
     return nb
@@ -376,7 +387,11 @@ def source_path(course_dir: Path, stem: str) -> Path:
 
 
 def write_course(
-    course_dir: Path, stems: list[str] | None = None, timeout: int = DEFAULT_TIMEOUT, points: float = DEFAULT_POINTS
+    course_dir: Path,
+    stems: list[str] | None = None,
+    timeout: int = DEFAULT_TIMEOUT,
+    points: float = DEFAULT_POINTS,
+    solutions: bool = True,
 ) -> list[Path]:
     """Write ``nbgrader_config.py`` and the source notebook of every chapter with a source (or of
     ``stems``). Returns the written paths. Existing gradebooks and submissions are left alone; a
@@ -404,7 +419,7 @@ def write_course(
     written.append(atomic_write(course_dir / ".workbook" / "kernels" / KERNEL_NAME / "kernel.json", kernel_spec()))
     for info in chapters:
         target = source_path(course_dir, info.stem)
-        atomic_write(target, render(source_notebook(info.stem, points)))
+        atomic_write(target, render(source_notebook(info.stem, points, solutions)))
         written.append(target)
     return written
 

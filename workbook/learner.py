@@ -133,6 +133,16 @@ def solution(obj_or_name: Any) -> Shown | None:
     from workbook.notebooks import reference_source
 
     name = exercise_name(obj_or_name)
+    if os.environ.get("WORKBOOK_SOLUTIONS") == "off":
+        return _show(
+            Shown(
+                f"No solution for {name} in this course",
+                "Your teacher released this chapter with solution() turned off. hint() still "
+                "works: each call shows the next hint.",
+                "Your teacher released this chapter with <code>solution()</code> turned off. "
+                "<code>hint()</code> still works: each call shows the next hint.",
+            )
+        )
     code = reference_source(name)
     progress.record_solution(name)
     title = f"Reference solution for {name}"

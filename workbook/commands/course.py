@@ -58,6 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--points", type=float, default=None, help="points per exercise (default 1)")
     parser.add_argument(
+        "--no-solutions",
+        action="store_true",
+        help="release the notebooks with solution() turned off (it says so and shows nothing; hint() "
+        "still works). A student who installs the workbook elsewhere can still read the reference: "
+        "this keeps the answer one step further away, it does not hide it",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help="do not write anything: report every notebook under DIR/submitted that lost its nbgrader metadata",
@@ -90,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             stems=args.chapters,
             timeout=args.timeout or course.DEFAULT_TIMEOUT,
             points=args.points or course.DEFAULT_POINTS,
+            solutions=not args.no_solutions,
         )
     except KeyError as error:
         print(error.args[0], file=sys.stderr)
