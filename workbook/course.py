@@ -291,7 +291,8 @@ def source_notebook(
         elif role == "hint" or (role == "setup" and cell.source == earlier):
             continue  # the learner edits these (uncomments a hint, sets use_my_work)
         else:  # the text, the setup, the chapter's demos and figures
-            if not solutions and role == "setup" and "from workbook import" in cell.source and "solution" in cell.source:
+            imports_helpers = "from workbook import" in cell.source and "solution" in cell.source
+            if not solutions and role == "setup" and imports_helpers:
                 cell.source = cell.source + "\n" + SOLUTIONS_OFF
             cell.metadata["nbgrader"] = _nbgrader(cell.id.replace("-", "_"), locked=True)
     nbformat.validate(nb)
