@@ -5,8 +5,9 @@ For every chapter (or those given), builds the course (``workbook course``), rel
 
 * ``nbgrader autograde CHAPTER --student bench``: the whole command a teacher runs (process start,
   sanitising, a fresh kernel that runs every cell of the notebook, the hidden tests, the gradebook),
-  in the course's sandboxed kernel (``workbook-sandbox``) and, as the baseline measured in the same
-  run, in nbgrader's plain ``python3`` kernel (the ratio is the sandbox's cost);
+  as the course runs it (the sandboxed kernel ``workbook-sandbox``, then the judge) and, as the
+  baseline measured in the same run, as it ran before the judge: nbgrader's plain ``python3``
+  kernel and nbgrader's own ``Execute`` (the ratio is the cost of the sandbox and the judge);
 * ``workbook check CHAPTER --dir ...`` called in-process (``workbook.cli.main``) on the same notebook:
   the learner's terminal check (setup and exercise cells in a fresh process, then the checker).
 
@@ -45,11 +46,26 @@ def nbgrader(course: Path, *args: str) -> float:
     return time.perf_counter() - start
 
 
+PLAIN = """
+c.Execute.kernel_name = "python3"
+c.Autograde.autograde_preprocessors = [
+    "nbgrader.preprocessors.Execute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+"""
+
+
 def autograde_plain(course: Path, stem: str) -> float:
-    """The same autograde in nbgrader's plain python3 kernel (the config changed for one command)."""
+    """The same autograde as before the judge: nbgrader's plain python3 kernel and its own Execute,
+    the hidden tests' verdict taken from the kernel (the config changed for one command)."""
     config = course / "nbgrader_config.py"
     original = config.read_text(encoding="utf-8")
-    config.write_text(original + '\nc.Execute.kernel_name = "python3"\n', encoding="utf-8")
+    config.write_text(original + PLAIN, encoding="utf-8")
     try:
         return nbgrader(course, "autograde", stem, "--student", "bench", "--force")
     finally:
@@ -133,14 +149,14 @@ def main() -> None:
             grade, plain = statistics.median(grade_times), statistics.median(plain_times)
             rows.append((stem, grade, plain, statistics.median(check_times), cold, score, passed(report[-1])))
             print(
-                f"{stem:<26} autograde {grade:6.1f} s sandboxed, {plain:6.1f} s plain ({grade / plain:.2f}x; "
+                f"{stem:<26} autograde {grade:6.1f} s judged, {plain:6.1f} s before ({grade / plain:.2f}x; "
                 f"{score})   workbook check in-process {rows[-1][3]:5.1f} s, new process {cold:5.1f} s "
                 f"({rows[-1][6]} passed)",
                 flush=True,
             )
         print()
         print(
-            "| chapter | autograde, sandboxed kernel (s) | autograde, plain kernel (s) | ratio | score | "
+            "| chapter | autograde, sandbox + judge (s) | autograde, plain kernel, no judge (s) | ratio | score | "
             "workbook check in-process (s) | workbook check, new process (s) | passed |"
         )
         print("|---|---|---|---|---|---|---|---|")

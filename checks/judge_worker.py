@@ -337,6 +337,23 @@ class _alarm:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
+MEMORY = 4 * 1024**3  # bytes the student's code may allocate beyond what the worker holds at start
+CPU_SECONDS = 900  # of CPU time for the whole chapter (the judge's wall-clock limits come first)
+
+
+def _limits() -> None:
+    """Hard limits (the student's code cannot raise them): address space and CPU time (Linux)."""
+    try:
+        import resource
+
+        pages = int(open("/proc/self/statm").read().split()[0])
+        memory = pages * os.sysconf("SC_PAGE_SIZE") + MEMORY
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS))
+    except (ImportError, OSError, ValueError):
+        pass  # not enforceable here: the judge's wall-clock limits still hold
+
+
 def main() -> int:
     out = os.fdopen(os.dup(1), "wb")
     inp = os.fdopen(os.dup(0), "rb")
@@ -349,6 +366,7 @@ def main() -> int:
     sys.stderr = os.fdopen(2, "w", buffering=1)
     os.environ["MPLBACKEND"] = "Agg"
     torch.set_num_threads(1)
+    _limits()
     Worker(out).serve(inp)
     return 0
 

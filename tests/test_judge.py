@@ -222,3 +222,11 @@ def test_the_judge_agrees_with_the_checker(entry):
     them with -m slow)."""
     mine, judged = check(entry.obj, exercise=entry.exercise), _judged(entry)
     assert (judged.state, judged.diagnoses) == (mine.state, mine.diagnoses), f"{entry.description}\n{judged}"
+
+
+def test_the_worker_has_a_memory_limit_the_student_cannot_lift():
+    cell = "import resource\nresource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))"
+    judgement = judge_ffn(cell, "hog = bytearray(12 * 1024**3)", FFN_RIGHT)
+    assert judgement.cell_errors["2"].startswith(("ValueError", "PermissionError"))  # the hard limit holds
+    assert judgement.cell_errors["3"].startswith("MemoryError")
+    assert judgement.results["FeedForwardNetwork"].passed  # and the rest is judged all the same

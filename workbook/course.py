@@ -265,8 +265,7 @@ def grade_cell_id(name: str) -> str:
 
 
 SOLUTIONS_OFF = (
-    "import os\n\n"
-    'os.environ["WORKBOOK_SOLUTIONS"] = "off"  # this course releases the chapter without solution()'
+    'import os\n\nos.environ["WORKBOOK_SOLUTIONS"] = "off"  # this course releases the chapter without solution()'
 )
 
 

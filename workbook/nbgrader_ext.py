@@ -182,7 +182,8 @@ class JudgedExecute(Execute):
         info = chapter(EXERCISE_TO_CHAPTER[next(iter(tests))])
         folder = Path(resources.get("metadata", {}).get("path") or ".")
         hidden = [Path(os.environ[COURSE_ENV])] if os.environ.get(COURSE_ENV) else []
-        if sandbox.available() is not None:
+        if sandbox.available() is not None and not _SAID["missing"]:
+            _SAID["missing"] = True  # once per autograde
             self.log.warning("[workbook] %s", sandbox.missing_protection())
         judgement = judge_notebook(
             folder / f"{resources.get('nbgrader', {}).get('notebook', info.stem)}.ipynb",
@@ -236,6 +237,9 @@ class JudgedExecute(Execute):
                 verdict["why"] = why
                 self.log.error("[workbook] %s: %s: %s", _where(resources), name, why)
             _apply(cell, result, verdict)
+
+
+_SAID = {"missing": False}
 
 
 def _grade_id_of_duplicate(cell: NotebookNode) -> str:
