@@ -469,7 +469,7 @@ def test_the_report_counts_the_class_mistakes_and_names_what_was_not_graded(tmp_
     assert entries["eve"]["diagnoses"] == ["ffn_wrong_activation"]
     assert entries["fay"]["state"] == "not graded" and "ended the grading process" in entries["fay"]["why"]
     # the reference is out of the judge's worker: handing it in scores 0, and the teacher is told why
-    assert entries["gus"]["state"] == "not attempted" and entries["gus"]["score"] == 0.0
+    assert entries["gus"]["state"] == "failed" and entries["gus"]["score"] == 0.0
     assert entries["gus"]["flags"][0].startswith("reference copied") and "not available" in entries["gus"]["why"]
     assert not any(entries[s]["flags"] for s in ("ada", "cat", "eve"))  # own code, or the reference changed
     visible = page_text(page)

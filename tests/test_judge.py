@@ -21,6 +21,7 @@ from conftest import needs_sandbox, processes_with
 import solutions
 from checks import check, wire
 from checks.judge import judge_cells, places_of_the_reference
+from workbook.chapters import EXERCISE_TO_CHAPTER
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from catalogue import load
@@ -202,7 +203,10 @@ def test_nothing_the_student_starts_outlives_the_judge():
 # --------------------------------------------------------------------------------------------------
 BUGGY, CORRECT = load()
 ENTRIES = BUGGY + CORRECT
-SAMPLE = {e.exercise: e for e in BUGGY} | {f"good-{e.exercise}": e for e in CORRECT}  # one of each kind
+# By default one buggy and one correct implementation per chapter; every one of them with -m slow.
+SAMPLE = {EXERCISE_TO_CHAPTER[e.exercise]: e for e in BUGGY} | {
+    f"good-{EXERCISE_TO_CHAPTER[e.exercise]}": e for e in CORRECT
+}
 
 
 def _judged(entry):
@@ -218,7 +222,7 @@ def _judged(entry):
 )
 def test_the_judge_agrees_with_the_checker(entry):
     """Same state and same diagnoses as ``check`` in the learner's own process, on code from the
-    catalogue the checker was tuned on (one buggy and one correct per exercise by default; all of
+    catalogue the checker was tuned on (one buggy and one correct per chapter by default; all of
     them with -m slow)."""
     mine, judged = check(entry.obj, exercise=entry.exercise), _judged(entry)
     assert (judged.state, judged.diagnoses) == (mine.state, mine.diagnoses), f"{entry.description}\n{judged}"

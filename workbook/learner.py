@@ -44,7 +44,19 @@ def check(obj: Any, exercise: str | None = None, *, time_limit: float | None = N
     result = grade(obj, exercise, time_limit=time_limit)
     if result.exercise in EXERCISE_TO_CHAPTER and os.environ.get(IN_RUNNER) is None:
         progress.record_check(result.exercise, result.state)  # an unwritable file is said, not raised
+    _LAST[result.exercise] = (obj, result)
     return result
+
+
+_LAST: dict[str, tuple[Any, Any]] = {}  # exercise -> (the object just checked, its result)
+
+
+def last_result(name: str, obj: Any) -> Any:
+    """The result of the last ``check`` of exactly ``obj`` as ``name`` in this process, or None
+    (a course's hidden test, right below the visible ``check(NAME)``, shows it again without
+    grading twice)."""
+    found = _LAST.get(name)
+    return found[1] if found is not None and found[0] is obj else None
 
 
 def exercise_name(obj_or_name: Any) -> str:

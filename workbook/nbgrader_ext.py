@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from nbconvert.exporters.exporter import ResourcesDict
@@ -145,6 +146,7 @@ class JudgedExecute(Execute):
     """
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
+        judge = self._start_judge(nb, resources)  # side by side with the kernel: it needs only the cells
         stopped = None
         try:
             nb, resources = super().preprocess(nb, resources)
@@ -156,20 +158,47 @@ class JudgedExecute(Execute):
                 _where(resources),
                 stopped,
             )
-        self._judge(nb, resources, stopped)
+        if judge is not None:
+            self._judge(nb, resources, stopped, judge)
         return nb, resources
 
-    def _judge(self, nb: NotebookNode, resources: ResourcesDict, stopped: str | None) -> None:
+    def _start_judge(self, nb: NotebookNode, resources: ResourcesDict) -> tuple | None:
+        """Fork the judge (this process's code, never the student's) on the notebook's cells as
+        nbgrader restored them; None when the notebook has no test cell of the workbook's."""
         import os
         from pathlib import Path
 
         from checks import sandbox
-        from checks.copies import source_copied
-        from checks.references import REFERENCES
+        from checks.worker import Worker
         from workbook.chapters import EXERCISE_TO_CHAPTER, chapter
-        from workbook.course import grade_cell_id
-        from workbook.judged import judge_notebook
         from workbook.sandbox_kernel import COURSE_ENV
+
+        names = [n for c in nb.cells for n in [_exercise_of(c)] if n is not None and n in EXERCISE_TO_CHAPTER]
+        if not names:
+            return None
+        info = chapter(EXERCISE_TO_CHAPTER[names[0]])
+        folder = Path(resources.get("metadata", {}).get("path") or ".")
+        if sandbox.available() is not None and not _SAID["missing"]:
+            _SAID["missing"] = True  # once per autograde
+            self.log.warning("[workbook] %s", sandbox.missing_protection())
+        payload = {
+            "path": str(folder / f"{resources.get('nbgrader', {}).get('notebook', info.stem)}.ipynb"),
+            "stem": info.stem,
+            "hidden": [os.environ[COURSE_ENV]] if os.environ.get(COURSE_ENV) else [],
+            "cell_time": float(self.timeout or 30),
+            "notebook": json.loads(json.dumps(nb)),
+        }
+        cells = sum(c.cell_type == "code" for c in nb.cells)
+        limit = 180 + payload["cell_time"] * cells + 60 * len(info.exercises)
+        return Worker(_judge_in_child, payload, spawn=False, memory_bytes=None).start(), limit
+
+    def _judge(self, nb: NotebookNode, resources: ResourcesDict, stopped: str | None, judge: tuple) -> None:
+        from checks.copies import source_copied
+        from checks.core import CheckResult
+        from checks.judge import Judgement
+        from checks.references import REFERENCES
+        from workbook.chapters import EXERCISE_TO_CHAPTER
+        from workbook.course import grade_cell_id
 
         tests = {
             name: cell
@@ -177,21 +206,19 @@ class JudgedExecute(Execute):
             for name in [_exercise_of(cell)]
             if name is not None and name in EXERCISE_TO_CHAPTER
         }
-        if not tests:
-            return
-        info = chapter(EXERCISE_TO_CHAPTER[next(iter(tests))])
-        folder = Path(resources.get("metadata", {}).get("path") or ".")
-        hidden = [Path(os.environ[COURSE_ENV])] if os.environ.get(COURSE_ENV) else []
-        if sandbox.available() is not None and not _SAID["missing"]:
-            _SAID["missing"] = True  # once per autograde
-            self.log.warning("[workbook] %s", sandbox.missing_protection())
-        judgement = judge_notebook(
-            folder / f"{resources.get('nbgrader', {}).get('notebook', info.stem)}.ipynb",
-            info,
-            hidden=hidden,
-            cell_time=float(self.timeout or 30),
-            notebook=nb,
-        )
+        worker, limit = judge
+        outcome = worker.wait(limit)
+        if outcome.status == "done" and isinstance(outcome.value, dict):
+            value = outcome.value
+            judgement = Judgement(
+                {n: CheckResult.from_dict(r) for n, r in value["results"].items()},
+                value["problem"],
+                value["sandboxed"],
+                value["cell_errors"],
+            )
+        else:
+            why = f"the judge did not finish ({outcome.status}: {_first_line(outcome.error or '')})"
+            judgement = Judgement({n: CheckResult(n, "failed", failures=[why]) for n in tests}, why, False)
         if judgement.problem:
             self.log.error("[workbook] %s: not graded to the end: %s", _where(resources), judgement.problem)
         code = "\n".join(  # what the student wrote: the exercise cells and any cell they added
@@ -240,6 +267,28 @@ class JudgedExecute(Execute):
 
 
 _SAID = {"missing": False}
+
+
+def _judge_in_child(payload: dict) -> dict:
+    """In a fork of nbgrader's process: judge the notebook (``workbook.judged``), as plain data."""
+    from pathlib import Path
+
+    from workbook.chapters import chapter
+    from workbook.judged import judge_notebook
+
+    judgement = judge_notebook(
+        Path(payload["path"]),
+        chapter(payload["stem"]),
+        hidden=[Path(h) for h in payload["hidden"]],
+        cell_time=payload["cell_time"],
+        notebook=payload["notebook"],
+    )
+    return {
+        "results": {n: r.to_dict() for n, r in judgement.results.items()},
+        "problem": judgement.problem,
+        "sandboxed": judgement.sandboxed,
+        "cell_errors": judgement.cell_errors,
+    }
 
 
 def _grade_id_of_duplicate(cell: NotebookNode) -> str:
