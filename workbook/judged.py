@@ -78,7 +78,7 @@ def _name_broken_cells(judgement: Judgement, job: ChapterJob) -> None:
 
 
 def _judge_payload(payload: dict) -> dict:
-    """In a fork of the command's process (the judge's side: it never runs the learner's code)."""
+    """Judge one chapter here (the judge's side: it never runs the learner's code), as plain data."""
     from workbook.chapters import chapter
 
     info = chapter(payload["stem"])
@@ -90,31 +90,25 @@ def _judge_payload(payload: dict) -> dict:
     }
 
 
-def judge_reports(chapters: list[dict], cell_time: float = 30.0, workers: int = 2) -> list[dict]:
+def judge_reports(chapters: list[dict], cell_time: float = 30.0) -> list[dict]:
     """Replace the verdicts in ``workbook.runner.run_chapters``' reports with the judge's.
 
     The report of a chapter's worker is the learner's code's to change (it ran there), so every
     exercise entry of a chapter that could be read is the judge's, which runs the cells again in a
-    sandboxed worker of its own and grades from a process the learner's code never reaches.
-    Chapters are judged ``workers`` at a time, each in a fork of this process.
+    sandboxed worker of its own and grades from this process, which the learner's code never reaches.
+    Chapters are judged one after the other, here: a fork of a process with threads can deadlock.
     """
-    from checks.core import CheckResult
-    from checks.worker import Worker
-    from workbook.chapters import chapter
+    from checks.worker import Outcome
 
-    todo = [i for i, ch in enumerate(chapters) if ch.get("status") not in ("missing", "unreadable")]
-    running: list[tuple[int, Worker, float]] = []
-    outcomes: dict[int, object] = {}
-    while todo or running:
-        while todo and len(running) < max(1, workers):
-            i = todo.pop(0)
-            ch = chapters[i]
-            payload = {"stem": ch["chapter"], "path": ch["path"], "cell_time": cell_time}
-            cells = max(1, int(ch.get("cells_run") or 10))
-            limit = 180 + cell_time * cells + 40 * len(chapter(ch["chapter"]).exercises)
-            running.append((i, Worker(_judge_payload, payload, spawn=False).start(), limit))
-        i, worker, limit = running.pop(0)
-        outcomes[i] = worker.wait(limit)
+    outcomes: dict[int, Outcome] = {}
+    for i, ch in enumerate(chapters):
+        if ch.get("status") in ("missing", "unreadable"):
+            continue
+        payload = {"stem": ch["chapter"], "path": ch["path"], "cell_time": cell_time}
+        try:
+            outcomes[i] = Outcome("done", _judge_payload(payload))
+        except Exception as error:  # noqa: BLE001 - the judge's own failure, said for that chapter
+            outcomes[i] = Outcome("error", error=f"{type(error).__name__}: {error}")
     for i, outcome in outcomes.items():
         ch = chapters[i]
         value = outcome.value if outcome.status == "done" and isinstance(outcome.value, dict) else None

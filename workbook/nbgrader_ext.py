@@ -146,7 +146,7 @@ class JudgedExecute(Execute):
     """
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
-        judge = self._start_judge(nb, resources)  # side by side with the kernel: it needs only the cells
+        judge = self._start_judge(nb, resources)  # the cells as nbgrader restored them, before they run
         stopped = None
         try:
             nb, resources = super().preprocess(nb, resources)
@@ -162,14 +162,14 @@ class JudgedExecute(Execute):
             self._judge(nb, resources, stopped, judge)
         return nb, resources
 
-    def _start_judge(self, nb: NotebookNode, resources: ResourcesDict) -> tuple | None:
-        """Fork the judge (this process's code, never the student's) on the notebook's cells as
-        nbgrader restored them; None when the notebook has no test cell of the workbook's."""
+    def _start_judge(self, nb: NotebookNode, resources: ResourcesDict) -> dict | None:
+        """What the judge needs (the notebook's cells as nbgrader restored them), taken before the
+        kernel runs; None when the notebook has no test cell of the workbook's. The judge then runs
+        here, after the kernel: a fork of this process (which has threads) could deadlock."""
         import os
         from pathlib import Path
 
         from checks import sandbox
-        from checks.worker import Worker
         from workbook.chapters import EXERCISE_TO_CHAPTER, chapter
         from workbook.sandbox_kernel import COURSE_ENV
 
@@ -188,11 +188,9 @@ class JudgedExecute(Execute):
             "cell_time": float(self.timeout or 30),
             "notebook": json.loads(json.dumps(nb)),
         }
-        cells = sum(c.cell_type == "code" for c in nb.cells)
-        limit = 180 + payload["cell_time"] * cells + 60 * len(info.exercises)
-        return Worker(_judge_in_child, payload, spawn=False, memory_bytes=None).start(), limit
+        return payload
 
-    def _judge(self, nb: NotebookNode, resources: ResourcesDict, stopped: str | None, judge: tuple) -> None:
+    def _judge(self, nb: NotebookNode, resources: ResourcesDict, stopped: str | None, judge: dict) -> None:
         from checks.copies import source_copied
         from checks.core import CheckResult
         from checks.judge import Judgement
@@ -206,18 +204,16 @@ class JudgedExecute(Execute):
             for name in [_exercise_of(cell)]
             if name is not None and name in EXERCISE_TO_CHAPTER
         }
-        worker, limit = judge
-        outcome = worker.wait(limit)
-        if outcome.status == "done" and isinstance(outcome.value, dict):
-            value = outcome.value
+        try:
+            value = _judge_payload(judge)
             judgement = Judgement(
                 {n: CheckResult.from_dict(r) for n, r in value["results"].items()},
                 value["problem"],
                 value["sandboxed"],
                 value["cell_errors"],
             )
-        else:
-            why = f"the judge did not finish ({outcome.status}: {_first_line(outcome.error or '')})"
+        except Exception as error:  # noqa: BLE001 - the judge's own failure: every test cell says it
+            why = f"the judge itself failed ({type(error).__name__}: {_first_line(str(error))}); please report it"
             judgement = Judgement({n: CheckResult(n, "failed", failures=[why]) for n in tests}, why, False)
         if judgement.problem:
             self.log.error("[workbook] %s: not graded to the end: %s", _where(resources), judgement.problem)
@@ -269,8 +265,8 @@ class JudgedExecute(Execute):
 _SAID = {"missing": False}
 
 
-def _judge_in_child(payload: dict) -> dict:
-    """In a fork of nbgrader's process: judge the notebook (``workbook.judged``), as plain data."""
+def _judge_payload(payload: dict) -> dict:
+    """Judge the notebook (``workbook.judged``), the result as plain data."""
     from pathlib import Path
 
     from workbook.chapters import chapter
