@@ -206,7 +206,7 @@ class Connection:
         self.optimizers[token] = opt
         groups = []
         for group in opt.param_groups:
-            entry = {k: v for k, v in group.items() if k != "params" and _plain(v)}
+            entry = {k: v for k, v in group.items() if k != "params" and wire.plain(v)}
             entry["params"] = [wire.encode_tensor(t.detach()) for t in group["params"]]
             groups.append(entry)
         return {"__optim": [type(opt).__name__, token, groups]}
@@ -244,7 +244,7 @@ class Connection:
 
     def call(self, handle: int, attr: str | None, args: tuple, kwargs: dict) -> Any:
         """Call the student's object (or its method ``attr``) in the worker with these arguments."""
-        given = _flat_tensors([list(args), kwargs])
+        given = wire.flat_tensors([list(args), kwargs])
         return self.request(
             "call", given=given, h=handle, attr=attr, args=self.out(list(args)), kwargs=self.out(kwargs)
         )
@@ -290,7 +290,7 @@ class Connection:
 
     def _link(self, value: Any, node: int, given: list) -> None:
         """Outputs that need a gradient: when one reaches them here, it goes on in the worker."""
-        for index, tensor in enumerate(_flat_tensors(value)):
+        for index, tensor in enumerate(wire.flat_tensors(value)):
             if tensor.requires_grad and not isinstance(tensor, torch.nn.Parameter) and tensor.is_leaf:
 
                 def on_grad(grad: torch.Tensor, index: int = index) -> None:
@@ -348,17 +348,6 @@ class Connection:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def _flat_tensors(value: Any) -> list:
-    """The tensors inside ``value`` in the worker's order (``checks.judge_worker.flat_tensors``)."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _flat_tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _flat_tensors(v)]
-    return []
-
-
 def _overwrite(local: torch.Tensor, new: torch.Tensor) -> None:
     """What the student's code did to an input in the worker, done to the judge's own tensor."""
     with torch.no_grad():
@@ -366,12 +355,6 @@ def _overwrite(local: torch.Tensor, new: torch.Tensor) -> None:
             local.copy_(new.to(local.dtype))
         else:
             local.data = new
-
-
-def _plain(value: Any) -> bool:
-    if isinstance(value, (tuple, list)):
-        return all(_plain(v) for v in value)
-    return value is None or isinstance(value, (bool, int, float, str))
 
 
 class _Pickler:

@@ -167,14 +167,14 @@ class Worker:
             target = getattr(target, request["attr"])
         args = wire.decode(request.get("args", []), self.resolve)
         kwargs = wire.decode(request.get("kwargs", {}), self.resolve)
-        given = flat_tensors([args, kwargs])
+        given = wire.flat_tensors([args, kwargs])
         before = [t.detach().clone() for t in given]
         with torch.enable_grad():
             result = target(*args, **kwargs)
         answer = {"value": self.value(result)}
-        outputs = [t for t in flat_tensors(result) if t.requires_grad]
+        outputs = [t for t in wire.flat_tensors(result) if t.requires_grad]
         if outputs:  # the judge may backpropagate through them: keep the graph here
-            self.nodes[id(result)] = (flat_tensors(result), given)
+            self.nodes[id(result)] = (wire.flat_tensors(result), given)
             answer["node"] = id(result)
         changed = {str(i): wire.encode_tensor(t) for i, (t, b) in enumerate(zip(given, before)) if not same(t, b)}
         if changed:  # the student's code changed an input in place: the judge's copy changes too
@@ -251,24 +251,13 @@ class Worker:
             except (Exception, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001 - the student's error
                 answer = {"raised": describe(exc)}
             answer["optimizers"] = {
-                str(token): [{k: v for k, v in g.items() if k != "params" and _plain(v)} for g in opt.param_groups]
+                str(token): [{k: v for k, v in g.items() if k != "params" and wire.plain(v)} for g in opt.param_groups]
                 for token, opt in self.optimizers.items()
             }
             try:
                 self.send(answer)
             except wire.WireError as error:
                 self.send({"raised": {"type": "TypeError", "message": str(error), "frame": None}})
-
-
-def flat_tensors(value: Any) -> list:
-    """The tensors inside ``value`` (lists, tuples and dict values), in order: both sides count alike."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in flat_tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in flat_tensors(v)]
-    return []
 
 
 def same(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -278,12 +267,6 @@ def same(a: torch.Tensor, b: torch.Tensor) -> bool:
     if a.is_floating_point():
         return bool(torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num()))
     return bool(torch.equal(a, b))
-
-
-def _plain(value: Any) -> bool:
-    if isinstance(value, (tuple, list)):
-        return all(_plain(v) for v in value)
-    return value is None or isinstance(value, (bool, int, float, str))
 
 
 def vars_lookup(cls: type, name: str) -> Any:

@@ -146,3 +146,21 @@ def loads(line: bytes) -> dict:
     if not isinstance(message, dict):
         raise WireError("not a message")
     return message
+
+
+def flat_tensors(value: Any) -> list:
+    """The tensors inside ``value`` (lists, tuples and dict values), in order: both sides count alike."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in flat_tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in flat_tensors(v)]
+    return []
+
+
+def plain(value: Any) -> bool:
+    """A setting that travels as it is (an optimizer's learning rate, betas...)."""
+    if isinstance(value, (tuple, list)):
+        return all(plain(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
