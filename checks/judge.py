@@ -433,12 +433,6 @@ def places_of_the_reference() -> list[Path]:
 # --------------------------------------------------------------------------------------------------
 # Judging a chapter
 # --------------------------------------------------------------------------------------------------
-@dataclass
-class Cell:
-    index: int
-    code: str
-
-
 def _by_value(objects: dict[str, Any]) -> dict:
     """``objects`` pickled by value (so the worker needs no ``solutions`` to unpickle them). A part
     that needs the reference of an exercise being graded stays behind."""
