@@ -19,6 +19,7 @@ import html
 import inspect
 import io
 import linecache
+import math
 import os
 import re
 import signal
@@ -49,12 +50,57 @@ _SOLUTIONS_DIR = os.path.join(os.path.dirname(_CHECKS_DIR), "solutions")
 # What a test raises
 # --------------------------------------------------------------------------------------------------
 class Fail(Exception):
-    """A test failed: ``message`` is for a beginner; ``diagnoses`` are ids from checks.diagnoses."""
+    """A test failed: ``message`` is for a beginner; ``diagnoses`` are ids from checks.diagnoses;
+    ``picture`` (from :func:`picture`), the learner's values beside the expected ones, drawn in the
+    notebook's table only."""
 
-    def __init__(self, message: str, diagnoses: list[str] | tuple[str, ...] = ()) -> None:
+    def __init__(self, message: str, diagnoses: list[str] | tuple[str, ...] = (), picture: dict | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.diagnoses = [d for d in diagnoses if d]
+        self.picture = picture
+
+
+PICTURE_LIMIT = 48  # rows and columns at most in a picture
+
+
+def _matrix(values: torch.Tensor, pick: tuple[int, ...]) -> list[list[float | None]]:
+    table = values[pick] if pick else values
+    table = table[:PICTURE_LIMIT, :PICTURE_LIMIT]
+    return [[round(v, 5) if math.isfinite(v) else None for v in row] for row in table.tolist()]
+
+
+def picture(
+    title: str, yours: Any, expected: Any, rows: str = "", columns: str = "", mask: bool = False
+) -> dict | None:
+    """What a :class:`Fail` can carry so the notebook draws the learner's values beside the expected
+    ones (two small heatmaps on one colour scale): a plain dict (JSON), or None when the two do not
+    have the same shape. Size-1 axes are dropped; of what stays beyond two axes, the 2-D slice with
+    the largest difference is shown (its index said in the title). ``mask``: boolean values."""
+    if not isinstance(yours, torch.Tensor) or not isinstance(expected, torch.Tensor):
+        return None
+    if yours.shape != expected.shape or yours.numel() == 0:
+        return None
+    a, e = yours.detach().double().cpu(), expected.detach().double().cpu()
+    kept = [i for i, size in enumerate(a.shape) if size != 1]  # the axes drawn or picked from
+    a, e = a.squeeze(), e.squeeze()
+    if a.dim() < 2:
+        a, e = a.reshape(1, -1), e.reshape(1, -1)
+    pick: tuple[int, ...] = ()
+    if a.dim() > 2:
+        gap = (a - e).abs().nan_to_num(nan=float("inf")).flatten(0, -3).amax(dim=(-1, -2))
+        pick = tuple(int(i) for i in torch.unravel_index(gap.argmax(), a.shape[:-2]))
+        where = dict(zip(kept, pick))  # back to the tensor's own axes: "[1, 0, :, :]"
+        index = [str(where[i]) if i in where else ":" if i in kept else "0" for i in range(yours.dim())]
+        title += " [" + ", ".join(index) + "]"
+    return {
+        "title": title,
+        "yours": _matrix(a, pick),
+        "expected": _matrix(e, pick),
+        "rows": rows,
+        "columns": columns,
+        "mask": bool(mask),
+    }
 
 
 class Skip(Exception):
@@ -133,6 +179,8 @@ class CheckResult:
     output: str = ""  # what the learner's code printed while being checked (truncated)
     notes: list[str] = field(default_factory=list)  # said beside the verdict (a thread left running...)
     flags: list[str] = field(default_factory=list)  # for a teacher, not shown to the learner ("reference copied")
+    # row name -> picture (see ``picture``): drawn in the notebook only, never in the text, the judge or nbgrader
+    pictures: dict[str, dict] = field(default_factory=dict)
 
     __test__ = False  # not a pytest test class
 
@@ -143,8 +191,10 @@ class CheckResult:
     def __bool__(self) -> bool:
         return self.passed
 
-    def to_dict(self) -> dict:
-        return {
+    def to_dict(self, pictures: bool = False) -> dict:
+        """The result as JSON data; ``pictures`` only when asked (from the grading worker back to
+        ``check``): the judge, nbgrader and ``workbook check --json`` never get them."""
+        data = {
             "exercise": self.exercise,
             "state": self.state,
             "passed": self.passed,
@@ -156,6 +206,9 @@ class CheckResult:
             "notes": list(self.notes),
             "flags": list(self.flags),
         }
+        if pictures and self.pictures:
+            data["pictures"] = dict(self.pictures)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> CheckResult:
@@ -170,21 +223,57 @@ class CheckResult:
             data.get("output", ""),
             list(data.get("notes", [])),
             list(data.get("flags", [])),
+            dict(data.get("pictures", {})),
         )
+
+    # ---------------------------------------------------------------- what each row says
+    def _row_lines(self) -> list[list[tuple[str, str]]]:
+        """For each row, the lines it shows as (kind, text): "text"; "cause", a diagnosis paragraph
+        ("Likely cause: ...") shown the first time; "same", one already shown on an earlier row (then
+        the text names that row); "skip", why a skipped row did not run."""
+        causes = {line for d in self.diagnoses if (line := _explanation(d))}
+        first_row: dict[str, str] = {}
+        shown = []
+        for row in self.tests:
+            lines: list[tuple[str, str]] = []
+            if row.status == "failed":
+                for line in row.message.splitlines():
+                    if line in causes or line.startswith(CAUSE_PREFIX):
+                        if line in first_row:
+                            lines.append(("same", f'{CAUSE_PREFIX}the same as for "{first_row[line]}" above.'))
+                            continue
+                        first_row[line] = row.name
+                        lines.append(("cause", line))
+                    else:
+                        lines.append(("text", line))
+            elif row.status == "skipped" and row.message:
+                lines.extend(("skip", line) for line in row.message.splitlines())
+            shown.append(lines)
+        return shown
+
+    def _verdict_messages(self, html: bool = False) -> list[str]:
+        """The failures said beside the table: when no row holds them (not attempted, not graded)."""
+        if html:
+            return [] if any(r.status == "failed" for r in self.tests) else list(self.failures)
+        if self.state in ("not attempted", "not graded") and (not self.tests or self.state == "not graded"):
+            return list(self.failures)
+        if self.failures and self.state == "failed" and not any(r.status == "failed" for r in self.tests):
+            return list(self.failures)
+        return []
 
     # ---------------------------------------------------------------- plain text (terminal)
     def __str__(self) -> str:
         head = {"passed": "PASSED", "failed": "FAILED", "not attempted": "NOT ATTEMPTED"}.get(self.state, "NOT GRADED")
         lines = [f"{self.exercise}: {head} ({self.seconds:.2f} s)"]
         mark = {"passed": "pass", "failed": "FAIL", "skipped": "skip"}
-        for row in self.tests:
+        for row, shown in zip(self.tests, self._row_lines()):
+            if row.status == "skipped" and shown:  # why, beside the name: "(an earlier layer failed)"
+                lines.append(f"  [skip] {row.name} ({shown[0][1]})")
+                lines.extend("         " + text for _, text in shown[1:])
+                continue
             lines.append(f"  [{mark[row.status]}] {row.name}")
-            if row.status == "failed" and row.message:
-                lines.extend("         " + part for part in row.message.splitlines())
-        if self.state in ("not attempted", "not graded") and (not self.tests or self.state == "not graded"):
-            lines.extend("  " + part for f in self.failures for part in f.splitlines())
-        elif self.failures and self.state == "failed" and not any(r.status == "failed" for r in self.tests):
-            lines.extend("  " + part for f in self.failures for part in f.splitlines())
+            lines.extend("         " + text for _, text in shown)
+        lines.extend("  " + part for f in self._verdict_messages() for part in f.splitlines())
         if self.state == "passed":
             lines.append("  All checks passed. Well done!")
         lines.extend("  Note: " + note for note in self.notes)
@@ -202,42 +291,77 @@ class CheckResult:
 
     # ---------------------------------------------------------------- HTML (notebook)
     def _repr_html_(self) -> str:
-        colour = {"passed": "#1a7f37", "failed": "#cf222e", "not attempted": "#9a6700"}.get(self.state, "#9a6700")
+        """The table for a notebook, readable in light and dark themes (see ``checks.display``): text
+        keeps the notebook's own colour, rows get translucent tints, icons and links accent colours
+        mixed from the text colour. Cells say ``text-align: left`` (JupyterLab right-aligns them)."""
+        from . import display
+
+        hue = {"passed": display.GREEN, "failed": display.RED, "not attempted": display.AMBER}.get(
+            self.state, display.AMBER
+        )
         head = {"passed": "✔ passed", "failed": "✘ failed", "not attempted": "… not attempted"}.get(
             self.state, "? not graded"
         )
         esc = html.escape
         parts = [
-            '<div class="workbook-check" style="font-family:sans-serif;font-size:13px">',
-            f'<div style="font-weight:bold;color:{colour}">{esc(self.exercise)}: {head} '
-            f'<span style="color:#777;font-weight:normal">({self.seconds:.2f} s)</span></div>',
+            '<div class="workbook-check" style="font-family:sans-serif;font-size:13px;text-align:left">',
+            f'<div><span style="font-weight:bold;color:{display.accent(hue)}">{esc(self.exercise)}: {head}</span> '
+            f'<span style="color:{display.MUTED}">({self.seconds:.2f} s)</span></div>',
         ]
         if self.tests:
-            parts.append('<table style="border-collapse:collapse;margin-top:4px">')
+            parts.append('<table style="border-collapse:collapse;margin:4px 0 0 0;text-align:left">')
             style = {
-                "passed": ("#dafbe1", "#1a7f37", "✔"),
-                "failed": ("#ffebe9", "#cf222e", "✘"),
-                "skipped": ("#f6f8fa", "#777", "–"),
+                "passed": (display.GREEN, "✔", "passed"),
+                "failed": (display.RED, "✘", "failed"),
+                "skipped": (display.GREY, "–", "skipped"),
             }
-            for row in self.tests:
-                bg, fg, icon = style[row.status]
-                msg = esc(row.message).replace("\n", "<br>") if row.status == "failed" else ""
+            cell = "padding:2px 6px;text-align:left;vertical-align:top"
+            for row, shown in zip(self.tests, self._row_lines()):
+                row_hue, icon, label = style[row.status]
+                tint = display.tint(row_hue, 0.1 if row.status == "skipped" else 0.14)
+                said = "".join(_line_html(kind, text) for kind, text in shown)
+                if row.status == "failed" and row.name in self.pictures:
+                    said += display.picture_html(self.pictures[row.name])
                 parts.append(
-                    f'<tr style="background:{bg}"><td style="color:{fg};padding:2px 6px">{icon}</td>'
-                    f'<td style="padding:2px 6px;white-space:nowrap">{esc(row.name)}</td>'
-                    f'<td style="padding:2px 6px;text-align:left">{msg}</td></tr>'
+                    f'<tr class="workbook-{row.status}" style="background-color:{tint}">'
+                    f'<td style="{cell};color:{display.accent(row_hue)}" title="{label}">{icon}</td>'
+                    f'<td style="{cell};white-space:nowrap">{display.inline(row.name)}</td>'
+                    f'<td style="{cell};white-space:pre-wrap">{said}</td></tr>'
                 )
             parts.append("</table>")
-        if self.failures and not any(r.status == "failed" for r in self.tests):
-            parts.extend(f'<div style="margin-top:4px">{esc(f)}</div>'.replace("\n", "<br>") for f in self.failures)
-        parts.extend(f'<div style="margin-top:4px">Note: {esc(note)}</div>' for note in self.notes)
+        parts.extend(
+            f'<div style="margin-top:4px;white-space:pre-wrap">{display.inline(f)}</div>'
+            for f in self._verdict_messages(html=True)
+        )
+        parts.extend(f'<div style="margin-top:4px">Note: {display.inline(note)}</div>' for note in self.notes)
         if self.output:
             parts.append(
-                '<details><summary>What your code printed</summary><pre style="font-size:12px">'
+                '<details><summary>What your code printed</summary><pre style="font-size:12px;text-align:left">'
                 f"{esc(self.output)}</pre></details>"
             )
         parts.append("</div>")
         return "".join(parts)
+
+
+CAUSE_PREFIX = "Likely cause: "  # how checks.diagnoses.explain begins a diagnosis paragraph
+
+
+def _explanation(diagnosis: str) -> str:
+    from .diagnoses import explain
+
+    return explain(diagnosis)
+
+
+def _line_html(kind: str, text: str) -> str:
+    """One line of a row's message as HTML (inside a ``white-space: pre-wrap`` cell)."""
+    from . import display
+
+    if kind == "cause" and text.startswith(CAUSE_PREFIX):
+        cause = display.inline(text[len(CAUSE_PREFIX) :])
+        return f'<div style="margin-top:2px"><b>{CAUSE_PREFIX.strip()}</b> {cause}</div>'
+    if kind in ("same", "skip"):
+        return f'<div style="color:{display.MUTED}">{display.inline(text)}</div>'
+    return f"<div>{display.inline(text)}</div>"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -601,8 +725,36 @@ def swapped_globals(namespace: dict | None, replacements: dict[str, Any]) -> Ite
 # --------------------------------------------------------------------------------------------------
 # The runner
 # --------------------------------------------------------------------------------------------------
+# Names in the tests' names that are code, kept whole and in backticks (`d_model`, not "d model")
+_IDENTIFIERS = sorted(
+    (
+        name.split("_")
+        for name in (
+            "d_model", "d_ff", "d_k", "num_heads", "num_layers", "max_seq_length", "max_len", "pad_idx",
+            "ignore_index", "beam_size", "length_penalty", "warmup_steps", "step_num", "start_idx", "end_idx",
+            "attention_weights", "get_lr", "state_dict", "param_groups", "src_mask", "tgt_mask",
+            "encoder_output", "vocab_size", "share_embeddings", "pe", "x", "src", "tgt", "seq", "eps", "dim",
+        )
+    ),
+    key=len,
+    reverse=True,
+)  # fmt: skip
+
+
 def _row_name(layer: str, fn: TestFn) -> str:
-    return f"{layer}: {fn.__name__.replace('_', ' ')}"
+    """The row's name: "properties: refuses heads that do not divide `d_model`" for the test
+    ``refuses_heads_that_do_not_divide_d_model`` of the layer "properties"."""
+    words, shown, i = fn.__name__.split("_"), [], 0
+    while i < len(words):
+        for ident in _IDENTIFIERS:
+            if words[i : i + len(ident)] == ident:
+                shown.append(f"`{'_'.join(ident)}`")
+                i += len(ident)
+                break
+        else:
+            shown.append(words[i])
+            i += 1
+    return f"{layer}: {' '.join(w for w in shown if w)}"
 
 
 def _compose(fail: Fail) -> str:
@@ -642,6 +794,8 @@ def run_spec(spec: Spec, obj: Any, references: dict[str, Any], judged: bool = Fa
         except Fail as fail:
             message = _compose(fail)
             result.tests.append(TestRow(name, "failed", message))
+            if fail.picture and not judged:
+                result.pictures[name] = fail.picture
             result.failures.append(message)
             for diag in fail.diagnoses:
                 if diag not in result.diagnoses:

@@ -138,7 +138,7 @@ def _grade_payload(payload: tuple[str, Any, float]) -> dict:
     """In the worker: grade and describe the result as a dict (the grader's own failure included)."""
     name, obj, limit = payload
     try:
-        return _grade(name, obj, limit).to_dict()
+        return _grade(name, obj, limit).to_dict(pictures=True)  # the notebook draws them
     except BaseException as exc:  # noqa: BLE001 - told apart from the learner's failures below
         return {"grader_error": f"{type(exc).__name__}: {_shorten(exc)}", "traceback": traceback.format_exc()}
 

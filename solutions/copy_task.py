@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from .decoding import greedy_decode
 from .model import Transformer
+from .progress_bar import tqdm  # text, not a widget: a saved notebook shows the finished bar
 from .training import LabelSmoothingLoss, TransformerLRScheduler
 
 PAD, START, END = 0, 1, 2

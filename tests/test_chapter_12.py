@@ -3,7 +3,7 @@
 * fast: the committed solved copy (executed by `workbook build --solved 12`) shows the table of which
   part came from whom, a training loss that fell, translations, an exact-match score above a floor,
   the loss plot and the attention heatmaps; the Multi30k cell is guarded by a flag that is False;
-* the untouched learner notebook, executed with nbclient (about a minute), shows the same (every
+* the untouched learner notebook, executed with nbclient (one to two minutes), shows the same (every
   part from the reference, since its folder holds no other chapter).
 """
 
@@ -47,6 +47,14 @@ def assert_the_run_shows_its_results(nb, parts_yours: int | None = None) -> None
     assert mine, table
     if parts_yours is not None:
         assert int(mine.group(1)) == parts_yours, table
+    # The architecture coloured by owner, shown as a picture below the table, with the same count.
+    pictures = [
+        o.data["image/svg+xml"]
+        for o in cell_with(nb, "print(assembly.table())").outputs
+        if o.get("data", {}).get("image/svg+xml")
+    ]
+    assert len(pictures) == 1, "the assembly cell shows no architecture picture"
+    assert f"yours ({mine.group(1)})" in pictures[0], pictures[0][:300]
 
     run = outputs_text(cell_with(nb, "result = train(quick"))
     first, last = map(float, re.search(r"training loss: ([\d.]+) at step 1 -> ([\d.]+) at step", run).groups())

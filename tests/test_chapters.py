@@ -22,7 +22,7 @@ from workbook.chapters import CHAPTERS
 
 REPO = Path(__file__).resolve().parents[1]
 WRITTEN = [ch.stem for ch in notebooks.available_chapters()]
-# a chapter without exercises is a training run (chapter 12: about a minute): slow; the others take seconds
+# a chapter without exercises is a training run (chapter 12: one to two minutes): slow; the others take seconds
 SLOW = {stem for stem in WRITTEN if not notebooks.chapter(stem).exercises}
 EVERY = [pytest.param(s, marks=pytest.mark.slow) if s in SLOW else s for s in WRITTEN]
 

@@ -9,6 +9,7 @@ KeyboardInterrupt itself. Also: the result renders as text, HTML and JSON.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
@@ -211,7 +212,14 @@ def test_rendering_text_html_and_json() -> None:
     assert "IndexError" in text
     page = failed._repr_html_()
     assert page.count("<tr") == len(failed.tests)
-    assert "#ffebe9" in page and "#dafbe1" in page  # red and green rows
+    rows = dict(re.findall(r'<tr class="workbook-(\w+)" style="background-color:([^"]+)"', page))
+    assert {"passed", "failed", "skipped"} <= set(rows)  # red, green and grey rows, told apart
+    assert rows["failed"].startswith("rgba(207, 34, 46,") and rows["passed"].startswith("rgba(26, 127, 55,")
+    assert len(set(rows.values())) == 3
+    # the tints are translucent and no text colour is fixed: readable in light and dark themes
+    # (measured in a real browser by tests/test_browser.py)
+    assert all(float(tint.rsplit(",", 1)[1].rstrip(")")) < 0.3 for tint in rows.values())
+    assert not re.search(r"color:\s*#", page)
     assert "✔ passed" in passed._repr_html_() and "All checks passed" in str(passed)
     data = json.loads(json.dumps(failed.to_dict()))
     assert data["state"] == "failed" and data["passed"] is False

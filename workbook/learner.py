@@ -35,7 +35,8 @@ STANDARD_PRELUDE = "import math\nimport torch\nimport torch.nn as nn\nimport tor
 
 def check(obj: Any, exercise: str | None = None, *, time_limit: float | None = None) -> Any:
     """Grade ``obj`` (a class, function, instance, or its name in this notebook) against the reference
-    with the hidden tests (``checks.check``); the verdict is remembered in your progress file.
+    with the hidden tests (``checks.check``); the verdict is remembered in your progress file, and
+    when it passes, the source of its notebook cell is kept beside it (``workbook.saved_parts``).
 
     ``exercise`` defaults to ``obj.__name__``; ``time_limit`` (seconds) defaults to 10.
     """
@@ -44,6 +45,10 @@ def check(obj: Any, exercise: str | None = None, *, time_limit: float | None = N
     result = grade(obj, exercise, time_limit=time_limit)
     if result.exercise in EXERCISE_TO_CHAPTER and os.environ.get(IN_RUNNER) is None:
         progress.record_check(result.exercise, result.state)  # an unwritable file is said, not raised
+        if result.passed:  # its source, for notebooks that cannot see this one (Colab): workbook.saved_parts
+            from workbook import saved_parts
+
+            saved_parts.save(result.exercise, obj)  # only a part defined in a notebook cell; never raises
     _LAST[result.exercise] = (obj, result)
     return result
 
@@ -78,9 +83,10 @@ def _in_notebook() -> bool:
 
 
 def _markdown_to_html(text: str) -> str:
-    import mistune
+    """Markdown as HTML that stays readable in light and dark themes (``checks.display.markdown``)."""
+    from checks.display import markdown
 
-    return mistune.html(text)
+    return markdown(text)
 
 
 class Shown:
@@ -95,8 +101,10 @@ class Shown:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
+        """No text colour or background of its own: the notebook's, in any theme (``checks.display``)."""
         return (
-            '<div style="border-left: 4px solid #0969da; padding: 0.3em 1em; margin: 0.3em 0">'
+            '<div class="workbook-shown" style="border-left: 4px solid rgba(9, 105, 218, 0.7); padding: 0.3em 1em; '
+            'margin: 0.3em 0; text-align: left">'
             f"<p><b>{html.escape(self.title)}</b></p>{self.html_body}</div>"
         )
 
@@ -159,10 +167,12 @@ def solution(obj_or_name: Any) -> Shown | None:
     progress.record_solution(name)
     title = f"Reference solution for {name}"
     from pygments import highlight
-    from pygments.formatters import HtmlFormatter, TerminalFormatter
+    from pygments.formatters import TerminalFormatter
     from pygments.lexers import PythonLexer
 
-    body = highlight(code, PythonLexer(), HtmlFormatter(noclasses=True, nobackground=True))
+    from checks.display import highlight_python
+
+    body = highlight_python(code)  # colours that keep their contrast in light and dark themes
     plain = highlight(code, PythonLexer(), TerminalFormatter()) if _terminal_colours() else code
     return _show(Shown(title, plain, body))
 
@@ -232,7 +242,9 @@ def earlier_parts(
     notebooks (``NN_stem.ipynb`` in ``chapters_dir``, by default this folder) are run and graded by
     the workbook's runner (each in a worker of its own, in a scratch folder: your files are safe);
     each name you wrote is used when it passes its check, otherwise the reference is, and you are
-    told why. Your parts use each other: your ``EncoderLayer`` builds your ``MultiHeadAttention``
+    told why. A chapter whose notebook is not there (Colab) gives the part kept in your workbook home
+    when its check passed (``workbook.saved_parts``), run and graded again the same way. Your parts
+    use each other: your ``EncoderLayer`` builds your ``MultiHeadAttention``
     when both are chosen. Inside the runner itself (``workbook check``) this is always the reference.
     """
     from workbook.assembly import choose
@@ -249,7 +261,8 @@ def earlier_parts(
         who, why = assembly.sources[name]
         if who == "yours":
             parts[name] = assembly.parts[name]
-            print(f"- {name}: yours (it passes its check)")
+            kept = f"; {why[why.index('kept in') :].rstrip(')')}" if "kept in your workbook home" in why else ""
+            print(f"- {name}: yours (it passes its check{kept})")
         else:
             parts[name] = reference(name)
             print(f"- {name}: the reference (yours: {why})")

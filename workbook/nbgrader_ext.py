@@ -1,5 +1,8 @@
 """Two nbgrader preprocessors the course needs (configured in the course's ``nbgrader_config.py``).
 
+Only nbgrader itself loads this module (nbgrader is the ``teach`` extra: ``pip install
+"transformer-workbook[teach]"``), so it imports nbgrader at the top; nothing a learner runs imports it.
+
 * :class:`HideHiddenTests` (feedback): nbgrader's default feedback shows each test cell as graded,
   hidden tests included, and every traceback quotes the failing line of it. This one removes the
   hidden region from every graded cell and replaces each traceback in it by its last line

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from workbook import diagrams
 from workbook.chapters import CHAPTERS, EXERCISE_TO_CHAPTER, Chapter, chapter
 from workbook.content import CONTENT_DIR
 from workbook.files import atomic_write
@@ -30,16 +31,46 @@ from workbook.files import atomic_write
 if TYPE_CHECKING:  # nbformat is imported where it is used: it is slow to import, and `workbook status` needs none
     import nbformat
 
-# Where the workbook lives on GitHub: the install cell pip-installs it from here when it is missing
-# (Colab, a fresh environment) and the "Open in Colab" badges point here. THE LEAD SETS THIS.
-WORKBOOK_REPO_URL = "https://github.com/transformer-workbook/transformer-workbook"
-WORKBOOK_BRANCH = "main"
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # In a checkout (an editable install) the notebooks live beside the package; a plain `pip install`
 # has no such folder, and then the commands work in ./chapters instead.
 IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").exists() and (REPO_ROOT / "checks").is_dir()
 CHAPTERS_DIR = REPO_ROOT / "chapters" if IN_CHECKOUT else Path("chapters")
+
+
+def repository_url() -> str:
+    """Where the workbook lives on GitHub: ``[project.urls] Repository`` in pyproject.toml, the one
+    place it is written (read from the checkout's pyproject.toml, else from the installed package's
+    metadata, which pip wrote from it)."""
+    if IN_CHECKOUT:
+        text = (REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8")
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10: the one line, without a TOML parser
+            found = re.search(r'^\[project\.urls\][^\[]*?^Repository\s*=\s*"([^"]+)"', text, re.MULTILINE | re.DOTALL)
+            if found:
+                return found.group(1)
+        else:
+            url = tomllib.loads(text).get("project", {}).get("urls", {}).get("Repository")
+            if url:
+                return url
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        entries = metadata("transformer-workbook").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        entries = []
+    for entry in entries:
+        label, _, url = entry.partition(",")
+        if label.strip() == "Repository":
+            return url.strip()
+    raise RuntimeError("pyproject.toml has no [project.urls] Repository: the notebooks need the repository's address")
+
+
+# The install cell pip-installs the workbook from here when it is missing (Colab, a fresh
+# environment), and the "Open in Colab" badges point here.
+WORKBOOK_REPO_URL = repository_url()
+WORKBOOK_BRANCH = "main"
 
 # nbgrader's default code stub: every body the learner writes ends with it (see FORMAT.md).
 PLACEHOLDER = "# YOUR CODE HERE\nraise NotImplementedError()"
@@ -47,8 +78,14 @@ HEADER_KEYS = ("difficulty", "importance", "time", "build")
 MARKERS = ("header", "markdown", "code", "setup", "exercise", "hint", "solution", "faq")
 # A page of PyTorch's API reference, optionally with an anchor to a method on it:
 # https://docs.pytorch.org/docs/stable/generated/torch.nn.Module.html#torch.nn.Module.register_buffer
-DOC_LINK = re.compile(r"https://docs\.pytorch\.org/docs/stable/generated/([A-Za-z0-9_.]+)\.html(?:#([A-Za-z0-9_.]+))?")
+# A PyTorch doc link: a generated page per name (generated/torch.nn.Linear.html), or a page of several
+# names with an anchor per name (nn.init.html#torch.nn.init.xavier_uniform_), or a guide's section
+# (optim.html#per-parameter-options). doc_links() resolves the names; tests/test_doc_links.py checks
+# that the page itself exists.
+DOC_LINK = re.compile(r"https://docs\.pytorch\.org/docs/stable/([A-Za-z0-9_./]+)\.html(?:#([A-Za-z0-9_.-]+))?")
 ROLES = ("setup", "exercise", "check", "hint", "other")
+# A picture in a Markdown block: ![what it shows](assets/NAME.svg) (FORMAT.md, "Pictures from assets/").
+ASSET_IMAGE = re.compile(r"!\[([^\]]*)\]\(assets/([^)\s]+)\)")
 
 
 class SourceError(ValueError):
@@ -157,6 +194,13 @@ def _validate(path: Path, info: Chapter, raw: list[Block]) -> ChapterSource:
             raise SourceError(f"{path}:{block.line}: {block.name!r} is not an exercise of {info.stem}")
         if block.kind == "exercise" and "raise NotImplementedError()" not in block.text:
             raise SourceError(f"{path}:{block.line}: the stub of {block.name} lacks the placeholder {PLACEHOLDER!r}")
+    for block in raw:
+        for _, name in ASSET_IMAGE.findall(block.text) if block.kind in ("markdown", "faq") else ():
+            if name not in diagrams.ASSET_NAMES:
+                raise SourceError(
+                    f"{path}:{block.line}: assets/{name} is not drawn by workbook/diagrams.py; pictures are "
+                    + ", ".join(diagrams.ASSET_NAMES)
+                )
     for name in info.exercises:
         if len(source.hints.get(name, [])) < 3:
             raise SourceError(f"{path}: {name} has {len(source.hints.get(name, []))} hints; write at least 3")
@@ -199,8 +243,9 @@ def doc_links(text: str) -> list[str]:
     with an anchor, the anchor's name too (``torch.nn.Module.register_buffer``)."""
     names = []
     for page, anchor in DOC_LINK.findall(text):
-        names.append(page)
-        if anchor:
+        if page.startswith("generated/"):
+            names.append(page.removeprefix("generated/"))
+        if anchor.startswith("torch."):
             names.append(anchor)
     return names
 
@@ -223,6 +268,38 @@ def colab_url(stem: str) -> str:
     return f"https://colab.research.google.com/github/{path}/blob/{WORKBOOK_BRANCH}/chapters/{stem}.ipynb"
 
 
+# How a notebook shows a picture of assets/: by its absolute URL on GitHub, from the branch the
+# "Open in Colab" badges open, with ?sanitize=true (without it raw.githubusercontent.com serves an SVG
+# as text/plain, and browsers refuse to draw it). Why not the alternatives (FORMAT.md, "Pictures
+# from assets/"):
+# * a relative path (../assets/x.svg) shows on GitHub, JupyterLab, Notebook 7 and VS Code, but not on
+#   Colab: a notebook opened from GitHub there has no folder around it;
+# * a cell attachment (attachment:x.svg): Colab renders no attachments at all (googlecolab/colabtools
+#   #3836), and JupyterLab renders no SVG attachment (jupyterlab/jupyterlab #10464);
+# * an inline data: URI: Colab draws no SVG data: URI (googlecolab/colabtools #2092).
+# An absolute https URL shows in all five. The cost: the pictures need a network connection (the alt
+# text shows offline), and they show the branch's current drawing.
+def asset_url(name: str) -> str:
+    """The URL by which a notebook shows ``assets/<name>``."""
+    path = WORKBOOK_REPO_URL.removeprefix("https://github.com/")
+    return f"https://raw.githubusercontent.com/{path}/{WORKBOOK_BRANCH}/assets/{name}?sanitize=true"
+
+
+def embed_assets(markdown: str) -> str:
+    """``![alt](assets/NAME.svg)`` -> ``![alt](<asset_url(NAME)>)``."""
+    return ASSET_IMAGE.sub(lambda m: f"![{m.group(1)}]({asset_url(m.group(2))})", markdown)
+
+
+def you_are_here_markdown(info: Chapter) -> str:
+    """The header's "you are here" picture: the architecture with this chapter's part outlined."""
+    name = diagrams.architecture_asset(info)
+    return (
+        f"![The Transformer's architecture (the paper's Figure 1), with what chapter {info.stem[:2]} builds "
+        f"outlined in red]({asset_url(name)})\n\n"
+        "*You are here:* the parts outlined in red are what this chapter builds."
+    )
+
+
 def header_markdown(source: ChapterSource) -> str:
     info, h = source.chapter, source.header
     sections = ", ".join(info.sections)
@@ -243,6 +320,8 @@ def header_markdown(source: ChapterSource) -> str:
             "",
             "Run the cells from top to bottom (Shift+Enter). Exercises say `raise NotImplementedError()` "
             "where your code goes; the cell below each one checks it.",
+            "",
+            you_are_here_markdown(info),
         ]
     )
 
@@ -261,7 +340,12 @@ except ImportError:
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "git+" + WORKBOOK_REPO_URL])
     import importlib
 
-    importlib.invalidate_caches()'''
+    importlib.invalidate_caches()
+
+# On Colab, keep your progress and your passing parts on your Google Drive, so that chapter 12 and
+# `use_my_work = True` find your work from every notebook: remove the "# " of the next two lines.
+# from google.colab import drive; drive.mount("/content/drive")
+# import os; os.environ["WORKBOOK_HOME"] = "/content/drive/MyDrive/transformer-workbook"'''
 
 STANDARD_SETUP = """\
 # Setup 2/2: the imports every chapter uses, and the workbook's helpers.
@@ -287,8 +371,10 @@ def earlier_work_cell(source: ChapterSource) -> str:
         "#   use_my_work = False (default): they come from the reference solutions, so this chapter works",
         "#                                  on its own.",
         "#   use_my_work = True: they come from YOUR earlier chapter notebooks (in the same folder as this",
-        "#                       one); each is used only if it passes its check, otherwise you are told",
-        "#                       and the reference is used.",
+        "#                       one) or, for a chapter whose notebook is not there (Colab), from the last",
+        "#                       version that passed its check, kept in your workbook home; each is used",
+        "#                       only if it passes its check, otherwise you are told and the reference is",
+        "#                       used.",
         "# " + "=" * 94,
         "use_my_work = False",
         "",
@@ -322,7 +408,7 @@ def build_cells(source: ChapterSource, variant: str = "learner") -> list[CellSpe
         cells.append(CellSpec("code", earlier_work_cell(source), "setup"))
     for block in source.blocks[1:]:
         if block.kind == "markdown":
-            cells.append(CellSpec("markdown", block.text))
+            cells.append(CellSpec("markdown", embed_assets(block.text)))
         elif block.kind == "code":
             cells.append(CellSpec("code", block.text))
         elif block.kind == "setup":
@@ -334,7 +420,7 @@ def build_cells(source: ChapterSource, variant: str = "learner") -> list[CellSpe
             cells.append(CellSpec("code", f"check({name})", "check", name))
             cells.append(CellSpec("code", stuck_cell(name), "hint", name))
         elif block.kind == "faq":
-            cells.append(CellSpec("markdown", "## FAQ\n\n" + block.text))
+            cells.append(CellSpec("markdown", "## FAQ\n\n" + embed_assets(block.text)))
     return cells
 
 
@@ -426,8 +512,12 @@ def execute(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 300) -> nbforma
         os.environ["WORKBOOK_HOME"] = home
         try:
             NotebookClient(
-                nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
-            ).execute()
+                nb,
+                timeout=timeout,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(cwd)}},
+                coalesce_streams=True,  # one output per stream, carriage returns applied: a progress
+            ).execute()  # bar is saved as it ended, as Jupyter itself saves it
         finally:
             if old is None:
                 os.environ.pop("WORKBOOK_HOME", None)

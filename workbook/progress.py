@@ -12,6 +12,10 @@ and every change is read, made and written under a lock (``progress.json.lock``)
 recording at once (``workbook check``, a notebook kernel, a terminal) lose nothing.
 A file that cannot be read is never silently lost: it is moved aside as
 ``progress.json.broken-<timestamp>`` and a fresh one is started, and the caller is told.
+
+Beside it, ``$WORKBOOK_HOME/parts/<exercise>.json`` keeps the source of each part whose check passed
+in a notebook (``workbook.saved_parts``), so that a notebook that cannot see the others (Colab)
+still finds your earlier work. Point ``WORKBOOK_HOME`` at a Google Drive folder to keep both there.
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ def workbook_home() -> Path:
 
 def progress_path() -> Path:
     return workbook_home() / "progress.json"
+
+
+def parts_dir() -> Path:
+    """Where the source of each passing part is kept (``workbook.saved_parts``): ``$WORKBOOK_HOME/parts``."""
+    return workbook_home() / "parts"
 
 
 @dataclass

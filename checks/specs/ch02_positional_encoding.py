@@ -6,7 +6,7 @@ import torch
 
 import solutions
 
-from ..core import Ctx, Fail, Spec, learner_call
+from ..core import Ctx, Fail, Spec, learner_call, picture
 from .common import (
     D_MODEL,
     MAX_LEN,
@@ -134,7 +134,8 @@ def the_table_matches_the_paper(ctx: Ctx) -> None:
             p = pe.double()
             if torch.allclose(p[..., 0::2] ** 2 + p[..., 1::2] ** 2, torch.ones(()).double(), atol=1e-3):
                 ids = ["pe_wrong_frequencies"]  # sine/cosine pairs, other frequencies
-        raise Fail(fail.message, ids) from None
+        shown = picture("Your table `pe`", pe, expected, "position", "feature")  # in the notebook only
+        raise Fail(fail.message, ids, shown) from None
 
 
 @SPEC.test("numbers")

@@ -8,7 +8,7 @@ import torch
 
 import solutions
 
-from ..core import Ctx, Fail, Spec, learner_call
+from ..core import Ctx, Fail, Spec, learner_call, picture
 from .common import (
     compare,
     expect_inputs_unchanged,
@@ -98,13 +98,17 @@ def check_against_reference(fn, q, k, v, mask=None) -> None:
     valid = None
     if mask is not None:
         valid = mask.expand(*ref_w.shape).any(-1, keepdim=True)  # rows with at least one visible key
-    compare(
-        weights,
-        ref_w,
-        "The attention weights",
-        hypotheses(q, k, v, mask, 1),
-        valid=None if valid is None else valid.expand(*ref_w.shape),
-    )
+    try:
+        compare(
+            weights,
+            ref_w,
+            "The attention weights",
+            hypotheses(q, k, v, mask, 1),
+            valid=None if valid is None else valid.expand(*ref_w.shape),
+        )
+    except Fail as fail:  # the weights, yours beside the expected ones (in the notebook only)
+        shown = picture("The attention weights", weights, ref_w, "query", "key")
+        raise Fail(fail.message, fail.diagnoses, shown) from None
     compare(
         out,
         ref_out,

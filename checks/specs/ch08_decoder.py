@@ -6,7 +6,7 @@ import torch
 
 import solutions
 
-from ..core import Ctx, Fail, Spec, learner_call
+from ..core import Ctx, Fail, Spec, learner_call, picture
 from .ch07_encoder import embedding_dropout_check
 from .common import (
     D_FF,
@@ -57,12 +57,13 @@ def expect_bool_mask(mask, shape: list[int], what: str, shape_diag: str = "") ->
     return mask
 
 
-def _mask_values(actual, expected, what: str, hyps: dict) -> None:
+def _mask_values(actual, expected, what: str, hyps: dict, rows: str = "query", columns: str = "key") -> None:
     if not torch.equal(actual, expected):
         wrong = int((actual != expected).sum())
         raise Fail(
             f"{what} has {wrong} wrong entries (of {expected.numel()}).",
             which_hypothesis(actual.float(), {k: v.float() for k, v in hyps.items()}),
+            picture(what, actual, expected, rows, columns, mask=True),  # drawn in the notebook only
         )
 
 
@@ -96,7 +97,7 @@ def true_for_real_tokens(ctx: Ctx) -> None:
     seq = padded_tokens([3, 5, 1], 5)
     out = learner_call(ctx.obj, seq.clone(), what="create_padding_mask(seq)")
     expected = solutions.create_padding_mask(seq)
-    _mask_values(out, expected, "Your padding mask", {"padding_mask_polarity": ~expected})
+    _mask_values(out, expected, "Your padding mask", {"padding_mask_polarity": ~expected}, "sentence", "token")
 
 
 @PADDING.test("numbers")
@@ -109,6 +110,8 @@ def uses_pad_idx(ctx: Ctx) -> None:
         expected,
         "Your padding mask with pad_idx=3",
         {"padding_mask_polarity": ~expected},
+        "sentence",
+        "token",
     )
 
 
@@ -211,6 +214,8 @@ def both_masks_are_right(ctx: Ctx) -> None:
         ref_src,
         "Your src_mask",
         {"padding_mask_polarity": ~ref_src},
+        "sentence",
+        "token",
     )
     full = _tgt_mask_full(tgt_mask, 2, 4, "tgt_mask")
     pad = solutions.create_padding_mask(tgt).expand(2, 1, 4, 4)
@@ -233,7 +238,8 @@ def uses_pad_idx(ctx: Ctx) -> None:  # noqa: F811
     src, tgt = padded_tokens([2, 4], 4, pad=2), padded_tokens([3, 1], 3, pad=2)
     src_mask, tgt_mask = _call_masks(ctx, src, tgt, pad_idx=2)
     ref_src, ref_tgt = solutions.create_masks(src, tgt, 2)
-    _mask_values(expect_bool_mask(src_mask, [2, 1, 1, 4], "src_mask"), ref_src, "Your src_mask with pad_idx=2", {})
+    src_mask = expect_bool_mask(src_mask, [2, 1, 1, 4], "src_mask")
+    _mask_values(src_mask, ref_src, "Your src_mask with pad_idx=2", {}, "sentence", "token")
     _mask_values(_tgt_mask_full(tgt_mask, 2, 3, "tgt_mask"), ref_tgt, "Your tgt_mask with pad_idx=2", {})
 
 

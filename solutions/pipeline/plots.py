@@ -38,7 +38,7 @@ def save_training_plots(history: dict, out_dir: Path, model, tokenizer, sentence
     ax.set_title("Learning rate: linear warmup, then 1/sqrt(step) (section 5.3)")
     paths.append(_save(fig, out_dir / "lr.png"))
 
-    figure = attention_figure(model, tokenizer, sentence, assembly, device, figure=Figure(figsize=(16, 5.5)))
+    figure = attention_figure(model, tokenizer, sentence, assembly, device, figure=Figure(figsize=ATTENTION_FIGSIZE))
     if figure is not None:
         paths.append(_save(figure, out_dir / "attention.png"))
     return paths
@@ -83,6 +83,11 @@ def attention_maps(model, tokenizer, sentence: str, assembly, device, max_len: i
     }
 
 
+# Three heatmaps side by side. Sized so that at a notebook's width (about 750 px, the figure is scaled
+# down to fit) the 10-point token labels still come out about 10 px tall.
+ATTENTION_FIGSIZE = (11, 5.2)
+
+
 def attention_figure(model, tokenizer, sentence: str, assembly, device, figure=None):
     """One heatmap per attention kind (last layer, averaged over heads) for one sentence, drawn on
     ``figure`` (default: a new pyplot figure, shown by ``plt.show()`` in a notebook)."""
@@ -92,13 +97,13 @@ def attention_figure(model, tokenizer, sentence: str, assembly, device, figure=N
     if figure is None:
         import matplotlib.pyplot as plt
 
-        figure = plt.figure(figsize=(16, 5.5))
+        figure = plt.figure(figsize=ATTENTION_FIGSIZE)
     fig, axes = figure, figure.subplots(1, 3)
     for ax, (title, (weights, rows, cols)) in zip(axes, maps.items()):
         ax.imshow(weights.mean(0).numpy(), cmap="viridis", vmin=0.0, aspect="auto")
-        ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(rows)), rows, fontsize=7)
-        ax.set_title(f"{title}\n(last layer, mean over heads)", fontsize=9)
+        ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=10)
+        ax.set_yticks(range(len(rows)), rows, fontsize=10)
+        ax.set_title(f"{title}\n(last layer, mean over heads)", fontsize=10)
         ax.set_xlabel("keys (attended to)")
         ax.set_ylabel("queries")
     fig.tight_layout()

@@ -28,8 +28,8 @@ from typing import Any, NamedTuple, TextIO
 import torch
 import torch.distributed as dist
 from tokenizers import Tokenizer
-from tqdm.auto import tqdm
 
+from ..progress_bar import tqdm  # text, not a widget: a saved notebook shows the finished bar
 from .batching import collate, make_batches
 from .bpe import BOS_IDX, EOS_IDX, PAD_IDX, decode, encode, tokenizer_from_json, train_bpe
 from .corpus import ParallelCorpus

@@ -9,6 +9,7 @@ workbook course DIR --report       # after autograde: DIR/reports/report.html (s
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -24,9 +25,31 @@ A submission that "lost the nbgrader metadata" (autograde says so): workbook cou
 After autograde: workbook course . --report     # one HTML page: per student and exercise, and the
                                                 # class's most common mistakes, with a chart
 
-exit status: 0 done (for --check: every submission intact); 1 a submission lacks metadata or a
-chapter source cannot be turned into a course notebook; 2 wrong usage.
+exit status: 0 done (for --check: every submission intact); 1 a submission lacks metadata, a
+chapter source cannot be turned into a course notebook, or nbgrader is not installed (the teacher's
+install is `pip install "transformer-workbook[teach]"`); 2 wrong usage.
 """
+
+TEACH_INSTALL = 'pip install "transformer-workbook[teach]"'
+
+
+def nbgrader_missing() -> str | None:
+    """Why the teacher's tools cannot run here (nbgrader is not installed), or None when they can.
+
+    nbgrader is the ``teach`` extra, not a dependency: in a learner's JupyterLab it would show its
+    teacher interface (an "Nbgrader" menu, "Create Assignment", "Validate")."""
+    try:  # found, not imported: importing nbgrader takes seconds (its server extensions)
+        found = importlib.util.find_spec("nbgrader") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        return (
+            "workbook course needs nbgrader, which is not installed here. nbgrader is the "
+            f"teacher's extra, left out of the learner's install: run\n    {TEACH_INSTALL}\n"
+            '(from a checkout of the workbook: pip install -e ".[teach]"), then run this command again. '
+            "Nothing was written."
+        )
+    return None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,6 +107,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    missing = nbgrader_missing()  # before anything is read or written: a missing extra loses nothing
+    if missing is not None:
+        print(missing, file=sys.stderr)
+        return 1
     from workbook import course
 
     course_dir = Path(args.dir)

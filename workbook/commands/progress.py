@@ -5,8 +5,9 @@
 * ``workbook hint NAME`` / ``workbook solution NAME``: the same as ``hint(NAME)`` / ``solution(NAME)``
   in a notebook, in the terminal.
 * ``workbook reset CHAPTER``: the pristine notebook again; yours is kept as a dated backup.
-* ``workbook build``: regenerate the notebooks from ``workbook/content`` (``--check``: only report drift;
-  ``--solved``: also build and execute the solved copies).
+* ``workbook build``: regenerate the notebooks from ``workbook/content`` and the pictures in ``assets/``
+  from ``workbook/diagrams.py`` (``--check``: only report drift; ``--solved``: also build and execute
+  the solved copies).
 """
 
 from __future__ import annotations
@@ -69,16 +70,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             help="regenerate the chapter notebooks from their sources"
             + (" (alias of build)" if name == "generate" else ""),
             description="Regenerates chapters/<stem>.ipynb from workbook/content/<stem>.md and the "
-            "reference in solutions/. With --solved, also builds and executes chapters/solved/.",
+            "reference in solutions/, and the pictures in assets/ (beside the output folder) from "
+            "workbook/diagrams.py. With --solved, also builds and executes chapters/solved/.",
         )
         build.add_argument(
             "chapters", nargs="*", metavar="CHAPTER", help="only these chapters (default: all with a source)"
         )
         build.add_argument(
-            "--check", action="store_true", help="write nothing; exit 1 when a notebook differs from its source"
+            "--check",
+            action="store_true",
+            help="write nothing; exit 1 when a notebook or a picture in assets/ differs from its source",
         )
         build.add_argument("--solved", action="store_true", help="also build and execute the solved copies (slow)")
-        build.add_argument("--out", type=Path, default=None, help="output folder (default: the repository's chapters/)")
+        build.add_argument(
+            "--out",
+            type=Path,
+            default=None,
+            help="output folder (default: the repository's chapters/); the pictures go to its sibling assets/",
+        )
         build.set_defaults(func=run_build)
 
 
@@ -206,20 +215,25 @@ def run_reset(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from workbook import notebooks
+    from workbook import diagrams, notebooks
 
     out = args.out or notebooks.CHAPTERS_DIR
     try:
         stems = [chapter(c).stem for c in args.chapters] or None
+        assets = Path(out).parent / "assets"  # the pictures (workbook/diagrams.py) live beside chapters/
         if args.check:
             drift = notebooks.drifted(out, stems) + notebooks.stale_solved(out / "solved", stems)
+            drift += diagrams.drifted_assets(assets)
             for line in drift:
                 print(f"out of date: {line}")
             if drift:
                 print("Run `workbook build` to regenerate them.", file=sys.stderr)
                 return 1
-            print("All chapter notebooks match their sources.")
+            print("All chapter notebooks and pictures match their sources.")
             return 0
+        pictures = diagrams.write_assets(assets)
+        if pictures:
+            print(f"{len(pictures)} picture(s) written" + "".join(f"\n  {p}" for p in pictures))
         written = notebooks.write_learner_notebooks(out, stems)
         print(f"{len(written)} learner notebook(s) written" + "".join(f"\n  {p}" for p in written))
         if args.solved:
