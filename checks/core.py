@@ -54,11 +54,36 @@ class Fail(Exception):
     ``picture`` (from :func:`picture`), the learner's values beside the expected ones, drawn in the
     notebook's table only."""
 
-    def __init__(self, message: str, diagnoses: list[str] | tuple[str, ...] = (), picture: dict | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        diagnoses: list[str] | tuple[str, ...] = (),
+        picture: dict | None = None,
+        also: list[Fail] | tuple[Fail, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.diagnoses = [d for d in diagnoses if d]
         self.picture = picture
+        # further problems the same test found, less fundamental than this one (see :func:`several`)
+        self.also = list(also)
+
+    def all_diagnoses(self) -> list[str]:
+        """This failure's diagnosis ids, then those of its further problems (each id once)."""
+        ids: list[str] = []
+        for fail in (self, *self.also):
+            ids.extend(d for d in fail.diagnoses if d not in ids)
+        return ids
+
+
+def several(problems: list[Fail]) -> Fail | None:
+    """One failure for several problems a test found, the most fundamental first: the first one, with
+    the others as its ``also``. None when there are none. The message then says there is more than one."""
+    problems = [p for p in problems if p is not None]
+    if not problems:
+        return None
+    first = problems[0]
+    return Fail(first.message, first.diagnoses, first.picture, [*first.also, *problems[1:]])
 
 
 PICTURE_LIMIT = 48  # rows and columns at most in a picture
@@ -240,7 +265,9 @@ class CheckResult:
                 for line in row.message.splitlines():
                     if line in causes or line.startswith(CAUSE_PREFIX):
                         if line in first_row:
-                            lines.append(("same", f'{CAUSE_PREFIX}the same as for "{first_row[line]}" above.'))
+                            same = ("same", f'{CAUSE_PREFIX}the same as for "{first_row[line]}" above.')
+                            if not lines or lines[-1] != same:  # several causes of one row: said once
+                                lines.append(same)
                             continue
                         first_row[line] = row.name
                         lines.append(("cause", line))
@@ -757,15 +784,29 @@ def _row_name(layer: str, fn: TestFn) -> str:
     return f"{layer}: {' '.join(w for w in shown if w)}"
 
 
+MORE_THAN_ONE = "There is more than one problem here; the most fundamental comes first:"
+
+
 def _compose(fail: Fail) -> str:
+    """The row's message: the test's message and the explanation of each diagnosis. Several problems
+    (a failure with ``also``, or one message matching several known mistakes at once) are said to be
+    several, the most fundamental first (the order the spec gives them)."""
     from .diagnoses import explain
 
-    text = fail.message
-    for diag in fail.diagnoses:
-        explanation = explain(diag)
-        if explanation:
-            text += "\n" + explanation
-    return text
+    problems = [fail, *fail.also]
+    shown: list[str] = []
+    blocks = []
+    for problem in problems:
+        explanations = [e for d in problem.diagnoses if (e := explain(d)) and e not in shown]
+        shown.extend(explanations)
+        blocks.append((problem.message, explanations))
+    if len(problems) == 1:
+        return "\n".join([MORE_THAN_ONE] * (len(shown) > 1) + [fail.message, *shown])
+    lines = [MORE_THAN_ONE]
+    for number, (message, explanations) in enumerate(blocks, 1):
+        lines.append(f"{number}. {message}")
+        lines.extend(explanations)
+    return "\n".join(lines)
 
 
 def run_spec(spec: Spec, obj: Any, references: dict[str, Any], judged: bool = False) -> CheckResult:
@@ -797,7 +838,7 @@ def run_spec(spec: Spec, obj: Any, references: dict[str, Any], judged: bool = Fa
             if fail.picture and not judged:
                 result.pictures[name] = fail.picture
             result.failures.append(message)
-            for diag in fail.diagnoses:
+            for diag in fail.all_diagnoses():
                 if diag not in result.diagnoses:
                     result.diagnoses.append(diag)
             return False

@@ -139,12 +139,38 @@ DIAGNOSES: dict[str, Diagnosis] = {
         "3.2.1",
         _g("torch.softmax"),
     ),
+    "attn_fixed_rank": Diagnosis(
+        "(checker) Your attention works for inputs with one number of axes but not with another: the "
+        "contract's attention accepts any number of leading axes, [B, S, d_k] as well as [B, h, S, d_k]. "
+        "Look for axes counted from the front (axes 2 and 3, a shape unpacked into a fixed number of "
+        "names, a product made for 3-D tensors only); counting them from the end (-2 and -1: the sequence "
+        "and feature axes) works for every rank.",
+        "3.2.1",
+        _g("torch.Tensor.transpose"),
+    ),
     # ---------------------------------------------------------------- chapter 04: multi-head attention
     "mha_kv_reshaped_with_query_length": Diagnosis(
         "Your multi-head attention works when queries and keys have the same length but breaks when "
         "they differ (cross-attention): the keys and values are reshaped using the QUERY's length.",
         "3.2.2",
         _g("torch.Tensor.view"),
+    ),
+    "mha_mask_rank": Diagnosis(
+        "(checker) Your multi-head attention changes the mask's shape: the contract's masks are already "
+        "4-D and broadcastable to [B, h, S_q, S_k] ([B, 1, 1, S_k] for padding, [B, 1, T, T] or [1, 1, T, T] "
+        "for the future mask), so they have their head axis already: pass them on as they are. Code "
+        "written for 3-D masks ([B, 1, S] or [B, T, T], as in The Annotated Transformer) adds that axis "
+        "itself (an unsqueeze of axis 1), and with a 4-D mask the scores grow a fifth axis.",
+        "3.2.3",
+        _g("torch.Tensor.unsqueeze"),
+    ),
+    "mha_projection_no_bias": Diagnosis(
+        "(checker) Your projections have no bias (the `.bias` entries listed as missing): in this workbook "
+        "W_q, W_k, W_v and W_o are linear layers WITH a bias, nn.Linear's default, as the contract fixes "
+        "(the paper writes plain matrices, and many implementations leave the bias out). The checker "
+        "loads the reference's weights by name, biases included.",
+        "3.2.2",
+        _g("torch.nn.Linear"),
     ),
     "mha_heads_not_transposed": Diagnosis(
         "Your heads are split but not moved in front of the sequence axis (or split with a view that "
@@ -240,6 +266,13 @@ DIAGNOSES: dict[str, Diagnosis] = {
     ),
     "ln_eps_ignored": Diagnosis(
         "(checker) Your LayerNorm ignores the `eps` it was given: LayerNorm(d_model, eps=0.1) must use 0.1.",
+        "3.1",
+        _g("torch.nn.LayerNorm"),
+    ),
+    "ln_default_eps": Diagnosis(
+        "(checker) Your LayerNorm's default `eps` is not the contract's 1e-5: built without an eps, "
+        "LayerNorm(d_model) must behave like LayerNorm(d_model, eps=1e-5). Some libraries use another "
+        "default (BERT's 1e-12, for example); look at the default value in your constructor's signature.",
         "3.1",
         _g("torch.nn.LayerNorm"),
     ),
@@ -353,10 +386,27 @@ DIAGNOSES: dict[str, Diagnosis] = {
     "tgt_mask_missing_future": Diagnosis(
         "Your target mask blocks padding but not the future: it should combine both.", "3.2.3", _g("torch.tril")
     ),
+    "tgt_mask_padding_on_queries": Diagnosis(
+        "(checker) Your target mask puts the padding on the wrong axis: it blocks the rows of the padded "
+        "QUERY positions instead of the columns of the padded KEY positions. The padding part must "
+        "broadcast like a [B, 1, 1, T] mask (over the query axis), as the padding mask of the source does; "
+        "compare which axis your padding mask is unsqueezed on.",
+        "3.2.3",
+        _g("torch.Tensor.unsqueeze"),
+    ),
     # ---------------------------------------------------------------- chapter 09: the model
     "generator_not_tied": Diagnosis(
         "Your output layer (generator) has its own weight: section 3.4 shares it with the target "
         "embedding (the same Parameter object, not a copy of its values).",
+        "3.4",
+        _g("torch.nn.Linear"),
+    ),
+    "generator_not_linear": Diagnosis(
+        "(checker) Your output layer (`generator`) is not the one section 3.4 describes: the contract's "
+        "generator is itself an nn.Linear from d_model to the target vocabulary (so its parameters are "
+        "named generator.weight and generator.bias), not a module that wraps one, and its weight is tied "
+        "to the target embedding: the same Parameter object as the decoder's embedding matrix. It returns "
+        "logits (no log-softmax), and the model's forward applies it.",
         "3.4",
         _g("torch.nn.Linear"),
     ),
@@ -391,6 +441,21 @@ DIAGNOSES: dict[str, Diagnosis] = {
         "5.3",
         f"{DOCS}optim.html#per-parameter-options",
     ),
+    "lr_one_group_only": Diagnosis(
+        "(checker) Your scheduler writes the rate into the first parameter group only (param_groups[0]): "
+        "an optimizer can have several groups (for example the parameters that get no weight decay), "
+        "and the others keep their old rate.",
+        "5.3",
+        f"{DOCS}optim.html#per-parameter-options",
+    ),
+    "lr_steps_the_optimizer": Diagnosis(
+        "(checker) Your scheduler is an optimizer wrapper (like The Annotated Transformer's NoamOpt): "
+        "its step() sets the rate and then steps the optimizer as well. In this workbook's training "
+        "loop the scheduler only sets the rate and the loop steps the optimizer itself, so a wrapper "
+        "would update the weights twice per batch.",
+        "5.3",
+        f"{DOCS}optim.html#how-to-adjust-learning-rate",
+    ),
     "lr_step_off_by_one": Diagnosis(
         "Your step counter is off by one: the first call to step() is step 1.",
         "5.3",
@@ -412,8 +477,8 @@ DIAGNOSES: dict[str, Diagnosis] = {
         _g("torch.nn.functional.cross_entropy"),
     ),
     "ls_wrong_distribution": Diagnosis(
-        "Your smoothed target spreads the smoothing mass over the wrong number of classes: here it is "
-        "spread evenly over all V classes (the convention of F.cross_entropy's label_smoothing).",
+        "Your smoothed target spreads the smoothing mass over the wrong number of classes: in this "
+        "workbook it is spread evenly over all V classes (the convention of F.cross_entropy's label_smoothing).",
         "5.4",
         _g("torch.nn.functional.cross_entropy"),
     ),
@@ -477,6 +542,41 @@ DIAGNOSES: dict[str, Diagnosis] = {
     ),
     "beam_not_greedy_at_one": Diagnosis(
         "With beam_size=1 your beam search should give exactly the greedy result.", "6.1", ""
+    ),
+    "greedy_batch_of_one": Diagnosis(
+        "(checker) Your greedy decoding works for one sentence at a time only, but it is graded on batches "
+        "(src is [B, S] with B > 1, one sentence per row): look at every tensor you build while decoding "
+        "(the start tokens, each step's next tokens). Each needs one row per sentence, and each row's next "
+        "token comes from that row's own logits.",
+        "6.1",
+        _g("torch.cat"),
+    ),
+    "beam_no_finished_hypothesis": Diagnosis(
+        "(checker) Your beam search breaks when no hypothesis has reached end_idx by max_len: then there "
+        "is no finished hypothesis to return, and it should return the best unfinished one instead.",
+        "6.1",
+        "",
+    ),
+    "beam_sums_logits": Diagnosis(
+        "(checker) Your beam search adds up the generator's raw logits: its choice changes when all the "
+        "logits of a step move by the same amount, although the probabilities do not. A hypothesis's "
+        "score is the sum of the LOG-PROBABILITIES of its tokens (log_softmax over the vocabulary).",
+        "6.1",
+        _g("torch.nn.functional.log_softmax"),
+    ),
+    "beam_extends_finished": Diagnosis(
+        "(checker) Your beam search keeps extending hypotheses that are finished: its result depends on "
+        "what the model predicts AFTER the end token. A hypothesis that has emitted end_idx is finished: "
+        "set it aside with its score; it gets no more tokens and no more log-probabilities.",
+        "6.1",
+        "",
+    ),
+    "beam_acts_greedy": Diagnosis(
+        "(checker) With beam_size > 1 your beam search returns exactly the greedy result: look at how each "
+        "step chooses the hypotheses it keeps (the beam_size best over all hypotheses and all next tokens, "
+        "by their total log-probability).",
+        "6.1",
+        "",
     ),
     # ---------------------------------------------------------------- any exercise
     "inplace_input_modification": Diagnosis(

@@ -151,6 +151,23 @@ class SchedulerNeverSets(solutions.TransformerLRScheduler):
         return self.get_lr(self.step_num)
 
 
+class SchedulerAlsoStepsTheOptimizer(solutions.TransformerLRScheduler):
+    """Right rates and interface, but step() also steps the optimizer (an optimizer wrapper)."""
+
+    def step(self, step_num=None):
+        rate = super().step(step_num)
+        self.optimizer.step()
+        return rate
+
+
+class SchedulerFirstGroupOnly(solutions.TransformerLRScheduler):
+    def step(self, step_num=None):
+        self.step_num = self.step_num + 1 if step_num is None else step_num
+        rate = self.get_lr(self.step_num)
+        self.optimizer.param_groups[0]["lr"] = rate
+        return rate
+
+
 class LossCountsPadding(nn.Module):
     def __init__(self, smoothing=0.1, ignore_index=0):
         super().__init__()
@@ -193,6 +210,8 @@ CASES = [
     ("DecoderLayer", CrossAttentionOnItself, "cross_attn_kv_from_decoder"),
     ("Transformer", UntiedTransformer, "generator_not_tied"),
     ("TransformerLRScheduler", SchedulerNeverSets, "lr_never_set"),
+    ("TransformerLRScheduler", SchedulerAlsoStepsTheOptimizer, "lr_steps_the_optimizer"),
+    ("TransformerLRScheduler", SchedulerFirstGroupOnly, "lr_one_group_only"),
     ("LabelSmoothingLoss", LossCountsPadding, "ls_no_ignore_index"),
     ("greedy_decode", greedy_never_stops_early, "greedy_no_early_stop"),
 ]
@@ -206,6 +225,27 @@ def test_a_known_mistake_is_named(exercise: str, obj, diagnosis: str) -> None:
     assert result.diagnoses[0] == diagnosis  # the first message is about the real cause
     assert "Likely cause: " in result.failures[0] or diagnosis in SILENT
     assert "checks/" not in result.failures[0]
+
+
+def test_several_problems_are_said_to_be_several_the_most_fundamental_first() -> None:
+    class WrapperWithoutFactor:  # a NoamOpt-style wrapper: no `factor`, step() steps the optimizer
+        def __init__(self, optimizer, d_model, warmup_steps=4000):
+            self.optimizer, self.d_model, self.warmup, self.n = optimizer, d_model, warmup_steps, 0
+
+        def get_lr(self, step_num):
+            return self.d_model**-0.5 * min(step_num**-0.5, step_num * self.warmup**-1.5)
+
+        def step(self):
+            self.n += 1
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.get_lr(self.n)
+            self.optimizer.step()
+
+    result = check(WrapperWithoutFactor, "TransformerLRScheduler")
+    message = result.failures[0]
+    assert message.startswith("There is more than one problem here"), message
+    assert message.index("steps the optimizer") < message.index("'factor'"), message
+    assert result.diagnoses[0] == "lr_steps_the_optimizer"
 
 
 def test_a_diagnosed_message_points_to_the_paper_and_the_docs() -> None:

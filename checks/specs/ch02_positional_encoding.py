@@ -129,13 +129,69 @@ def the_table_matches_the_paper(ctx: Ctx) -> None:
     try:
         compare(pe, expected, "Your table `pe`", table_hypotheses(D_MODEL, MAX_LEN), atol=1e-4)
     except Fail as fail:
-        ids = fail.diagnoses
+        ids, message = fail.diagnoses, fail.message
         if not ids and pe.shape == expected.shape:
             p = pe.double()
             if torch.allclose(p[..., 0::2] ** 2 + p[..., 1::2] ** 2, torch.ones(()).double(), atol=1e-3):
                 ids = ["pe_wrong_frequencies"]  # sine/cosine pairs, other frequencies
+            else:
+                found = _frequency_differences(p[0], expected[0])
+                if found:
+                    ids, message = ["pe_wrong_frequencies"], f"{message}\n{found}"
         shown = picture("Your table `pe`", pe, expected, "position", "feature")  # in the notebook only
-        raise Fail(fail.message, ids, shown) from None
+        raise Fail(message, ids, shown) from None
+
+
+def _is_sinusoid(column: torch.Tensor) -> bool:
+    """A sine or cosine of some frequency (any phase): f(p+1) + f(p-1) = 2 cos(w) f(p) for every p."""
+    mid, around = column[1:-1], column[2:] + column[:-2]
+    if mid.numel() < 3 or float((mid * mid).sum()) < 1e-12:
+        return False
+    c = float((around * mid).sum() / (2 * (mid * mid).sum()))
+    return abs(c) <= 1 + 1e-6 and float((around - 2 * c * mid).abs().max()) < 1e-3
+
+
+def _frequency_differences(pe: torch.Tensor, expected: torch.Tensor) -> str:
+    """What the columns of a wrong table [n, d] show when no single known mistake explains it: every
+    column a sinusoid starting where section 3.5's does (sine 0, cosine 1 at position 0), some at other
+    frequencies, and the cosine of a pair not at its sine's frequency. "" when it is not that."""
+    d = pe.shape[-1]
+    if d % 2 or pe.shape[0] < 5:
+        return ""
+    if not all(_is_sinusoid(pe[:, j]) for j in range(d)):
+        return ""
+    if not (
+        torch.allclose(pe[0, 0::2], torch.zeros(()).double(), atol=1e-3)
+        and torch.allclose(pe[0, 1::2], torch.ones(()).double(), atol=1e-3)
+    ):
+        return ""
+    differ = [j for j in range(d) if not torch.allclose(pe[:, j], expected[:, j], atol=1e-4)]
+    sines = [j for j in differ if j % 2 == 0]
+    cosines = [j for j in differ if j % 2 == 1]
+    unpaired = not torch.allclose(pe[:, 0::2] ** 2 + pe[:, 1::2] ** 2, torch.ones(()).double(), atol=1e-3)
+
+    def listed(js: list[int]) -> str:
+        return ", ".join(str(j) for j in js[:6]) + (", ..." if len(js) > 6 else "")
+
+    lines = [
+        "Every column of your table is a sine or cosine that starts right (0 or 1 at position 0), so "
+        "the difference is in the frequencies (the exponent of 10000):"
+    ]
+    if sines:
+        lines.append(f"  the sine columns {listed(sines)} run at other frequencies than section 3.5's;")
+    if cosines:
+        lines.append(f"  the cosine columns {listed(cosines)} run at other frequencies than section 3.5's;")
+    if unpaired:
+        lines.append(
+            "  and the cosine at feature 2i+1 does not run at the frequency of the sine at feature 2i "
+            "(in section 3.5 both use the same exponent 2i/d_model)."
+        )
+    if sines and unpaired:
+        lines.append(
+            "More than one thing differs here: the sines' exponent, and the cosines' exponent on top of it. "
+            "Work out what i is for feature 2i and for feature 2i+1, then fix both."
+        )
+    return "\n".join(lines)
 
 
 @SPEC.test("numbers")

@@ -8,7 +8,7 @@ import torch
 
 import solutions
 
-from ..core import Ctx, Fail, Spec, learner_call, picture
+from ..core import Ctx, Fail, Spec, StubReached, learner_call, picture
 from .common import (
     compare,
     expect_inputs_unchanged,
@@ -71,7 +71,13 @@ def call(fn, q, k, v, mask=None, what: str = "scaled_dot_product_attention"):
     shown = f"{what}(query {list(q.shape)}, key {list(k.shape)}, value {list(v.shape)}" + (
         f", mask {list(mask.shape)})" if mask is not None else ")"
     )
-    result = learner_call(fn, *args, what=shown)
+    try:
+        result = learner_call(fn, *args, what=shown)
+    except Fail as fail:
+        seen = _rank_at_fault(fn, q, k, v, mask)
+        if not seen:
+            raise
+        raise Fail(fail.message + "\n" + seen, fail.diagnoses or ["attn_fixed_rank"]) from None
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         raise Fail(
             f"{shown} should return two tensors, (output, weights), but returned "
@@ -82,6 +88,36 @@ def call(fn, q, k, v, mask=None, what: str = "scaled_dot_product_attention"):
         )
     out, weights = result
     return expect_tensor(out, "the output"), expect_tensor(weights, "the weights")
+
+
+def _rank_at_fault(fn, q, k, v, mask=None) -> str:
+    """What the same inputs show with one leading axis more (a 3-D call) or fewer (a 4-D or longer one):
+    "" unless that call works, in which case the failed call's number of axes is at fault."""
+    if q.dim() == 3:
+        other = [t.unsqueeze(1) for t in (q, k, v)]  # [B, 1, S, d]: a head axis of size 1
+        m = None if mask is None else mask.unsqueeze(1) if mask.dim() == 3 else mask
+    elif q.dim() >= 4:
+        lead = q.shape[:-2]
+        try:  # the leading axes as one
+            other = [t.expand(*lead, *t.shape[-2:]).flatten(0, -3) for t in (q, k, v)]
+            m = None if mask is None else mask.expand(*lead, q.shape[-2], k.shape[-2]).flatten(0, -3)
+        except RuntimeError:
+            return ""
+    else:
+        return ""
+    expected = [list(other[0].shape[:-1]) + [v.shape[-1]], list(other[0].shape[:-1]) + [k.shape[-2]]]
+    try:
+        result = learner_call(fn, *[t.clone() for t in other], *([] if m is None else [m.clone()]), what="")
+    except (Fail, StubReached):
+        return ""
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        return ""
+    if [list(r.shape) if isinstance(r, torch.Tensor) else None for r in result] != expected:
+        return ""
+    return (
+        f"(The same inputs as {other[0].dim()}-D tensors, query {list(other[0].shape)}, work: your attention "
+        f"only accepts {other[0].dim()}-D inputs, not {q.dim()}-D ones.)"
+    )
 
 
 def _qkv(*lead: int, s_q: int = 4, s_k: int = 6, d_k: int = 16, d_v: int = 8, dtype=torch.float32):

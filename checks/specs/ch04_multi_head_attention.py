@@ -9,7 +9,7 @@ import torch
 
 import solutions
 
-from ..core import Ctx, Fail, Spec, learner_call
+from ..core import Ctx, Fail, Spec, StubReached, learner_call
 from .common import (
     D_MODEL,
     HEADS,
@@ -99,7 +99,13 @@ def _pair(ctx: Ctx):
 
 
 def _diagnose_keys(missing, unexpected, wrong) -> list[str]:
-    return ["mha_no_output_projection"] if any(k.startswith("W_o") for k in missing) else []
+    """What the parameter names show: a projection without its bias (its weight is there), or no W_o."""
+    diagnoses = []
+    if any(k.endswith(".bias") and k[: -len("bias")] + "weight" not in missing for k in missing):
+        diagnoses.append("mha_projection_no_bias")
+    if "W_o.weight" in missing:
+        diagnoses.append("mha_no_output_projection")
+    return diagnoses
 
 
 def _run(module, q, k, v, mask=None, name: str = "MultiHeadAttention"):
@@ -133,14 +139,40 @@ def cross_attention_shapes(ctx: Ctx) -> None:
     mine, _ = _pair(ctx)
     for s_q, s_k in ((3, 7), (6, 2)):
         q, kv = torch.randn(2, s_q, D_MODEL), torch.randn(2, s_k, D_MODEL)
+        mask = padding_mask([s_k, s_k - 1], s_k)
         try:
-            out = _run(mine, q, kv, kv, padding_mask([s_k, s_k - 1], s_k))
+            out = _run(mine, q, kv, kv, mask)
             expect_shape(out, [2, s_q, D_MODEL], f"The output for query length {s_q} and key length {s_k}")
         except Fail as fail:
+            seen = _mask_at_fault(ctx, q, kv, mask)
+            if seen:
+                raise Fail(fail.message + "\n" + seen, fail.diagnoses or ["mha_mask_rank"]) from None
             raise Fail(
                 fail.message + "\n(Self-attention shapes were fine, so the difference is the key length.)",
                 fail.diagnoses or _diagnose_self_attention(ctx) or ["mha_kv_reshaped_with_query_length"],
             ) from None
+
+
+def _mask_at_fault(ctx: Ctx, q: torch.Tensor, kv: torch.Tensor, mask: torch.Tensor) -> str:
+    """What the same call shows without the mask, and with it one axis shorter ("" when the mask is not
+    at fault): code written for 3-D masks adds the head axis itself, which breaks the contract's 4-D ones."""
+    shape = [q.shape[0], q.shape[1], D_MODEL]
+
+    def fits(*given: torch.Tensor) -> bool:
+        mine, _ = _pair(ctx)
+        try:
+            out = _run(mine, q, kv, kv, *given)
+        except (Fail, StubReached):
+            return False
+        return isinstance(out, torch.Tensor) and list(out.shape) == shape
+
+    if not fits():
+        return ""
+    text = f"(Without the mask the output has the right shape {shape}: the mask, {list(mask.shape)}, is at fault."
+    shorter = mask.squeeze(1)  # [B, 1, S_k]: the head axis taken out
+    if fits(shorter):
+        text += f" With the same mask given as {list(shorter.shape)}, one axis fewer, the shape is right too."
+    return text + ")"
 
 
 def _diagnose_self_attention(ctx: Ctx) -> list[str]:

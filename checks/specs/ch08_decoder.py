@@ -167,8 +167,9 @@ def _call_masks(ctx: Ctx, src, tgt, **kwargs):
     return out
 
 
-def _tgt_mask_full(mask, b: int, t: int, what: str) -> torch.Tensor:
-    """The learner's tgt_mask expanded to [B, 1, T, T] (any broadcastable 4-D shape is fine)."""
+def _tgt_mask_full(mask, b: int, t: int, what: str, cast: bool = False) -> torch.Tensor:
+    """The learner's tgt_mask expanded to [B, 1, T, T] (any broadcastable 4-D shape is fine);
+    ``cast``: a mask of another dtype is read as bool (nonzero = may attend) instead of failing."""
     mask = expect_tensor(mask, what)
     if mask.dim() != 4:
         raise Fail(f"{what} should have 4 dimensions, [B, 1, T, T], but yours has shape {list(mask.shape)}.")
@@ -179,8 +180,38 @@ def _tgt_mask_full(mask, b: int, t: int, what: str) -> torch.Tensor:
             f"{what} should have shape [B, 1, T, T] = {[b, 1, t, t]}, but yours has shape {list(mask.shape)}."
         ) from None
     if mask.dtype != torch.bool:
+        if cast:
+            return full != 0
         raise Fail(f"{what} should be a torch.bool tensor, but yours is {mask.dtype}.", ["returns_wrong_type"])
     return full
+
+
+def _tgt_hypotheses(tgt, t: int) -> dict:
+    b = tgt.shape[0]
+    pad = solutions.create_padding_mask(tgt).expand(b, 1, t, t)
+    future = solutions.create_future_mask(t).expand(b, 1, t, t)
+    return {
+        "tgt_mask_missing_padding": future,
+        "tgt_mask_missing_future": pad,
+        "padding_mask_polarity": ~pad & future,
+        "future_mask_upper": pad & future.transpose(-1, -2),
+        "tgt_mask_padding_on_queries": pad.transpose(-1, -2) & future,
+    }
+
+
+def _tgt_values_problem(ctx: Ctx) -> Fail | None:
+    """The tgt_mask's values on padded inputs, read as bool whatever its dtype (so that a wrong dtype
+    does not hide wrong entries): the Fail they give, or None when they are right."""
+    src, tgt = padded_tokens([3, 5], 5), padded_tokens([4, 2], 4)
+    try:
+        _, tgt_mask = _call_masks(ctx, src, tgt)
+        full = _tgt_mask_full(tgt_mask, 2, 4, "tgt_mask", cast=True)
+        _mask_values(
+            full, solutions.create_masks(src, tgt)[1].expand(2, 1, 4, 4), "Your tgt_mask", _tgt_hypotheses(tgt, 4)
+        )
+    except Fail as fail:
+        return fail
+    return None
 
 
 @MASKS.test("interface")
@@ -201,7 +232,18 @@ def shapes_and_dtypes(ctx: Ctx) -> None:
         src, tgt = padded_tokens([s] * b, s), padded_tokens([t] * b, t)
         src_mask, tgt_mask = _call_masks(ctx, src, tgt)
         expect_bool_mask(src_mask, [b, 1, 1, s], f"src_mask for src {[b, s]}", "padding_mask_shape")
-        _tgt_mask_full(tgt_mask, b, t, f"tgt_mask for tgt {[b, t]}")
+        try:
+            _tgt_mask_full(tgt_mask, b, t, f"tgt_mask for tgt {[b, t]}")
+        except Fail as fail:
+            values = _tgt_values_problem(ctx) if "returns_wrong_type" in fail.diagnoses else None
+            if values is None:
+                raise
+            raise Fail(  # the wrong entries first: they matter more than the dtype
+                f"{values.message}\nThere is more than one problem: besides, {fail.message[0].lower()}"
+                f"{fail.message[1:]}",
+                values.diagnoses,
+                values.picture,
+            ) from None
 
 
 @MASKS.test("numbers")
@@ -218,19 +260,7 @@ def both_masks_are_right(ctx: Ctx) -> None:
         "token",
     )
     full = _tgt_mask_full(tgt_mask, 2, 4, "tgt_mask")
-    pad = solutions.create_padding_mask(tgt).expand(2, 1, 4, 4)
-    future = solutions.create_future_mask(4).expand(2, 1, 4, 4)
-    _mask_values(
-        full,
-        ref_tgt.expand(2, 1, 4, 4),
-        "Your tgt_mask",
-        {
-            "tgt_mask_missing_padding": future,
-            "tgt_mask_missing_future": pad,
-            "padding_mask_polarity": ~pad & future,
-            "future_mask_upper": pad & future.transpose(-1, -2),
-        },
-    )
+    _mask_values(full, ref_tgt.expand(2, 1, 4, 4), "Your tgt_mask", _tgt_hypotheses(tgt, 4))
 
 
 @MASKS.test("numbers")

@@ -35,7 +35,16 @@ SIZES = dict(d_model=D_MODEL, num_layers=LAYERS, num_heads=HEADS, d_ff=D_FF, dro
 
 def _pair(ctx: Ctx, **kwargs):
     args = {**SIZES, **kwargs}
-    return make_pair(ctx, args.pop("src_vocab_size", SRC_V), args.pop("tgt_vocab_size", TGT_V), **args)
+    return make_pair(
+        ctx, args.pop("src_vocab_size", SRC_V), args.pop("tgt_vocab_size", TGT_V), diagnose=_diagnose_keys, **args
+    )
+
+
+def _diagnose_keys(missing, unexpected, wrong) -> list[str]:
+    """A generator whose parameters are not generator.weight / generator.bias of shape [V, d] / [V]: it is
+    not itself the nn.Linear of section 3.4 (a wrapper around one, a head with log-softmax, no bias...)."""
+    keys = [*missing, *unexpected, *(w.split(":")[0] for w in wrong)]
+    return ["generator_not_linear"] if any(k.startswith("generator.") for k in keys) else []
 
 
 def _inputs():

@@ -7,6 +7,7 @@ every classic mistake gives a different one; and on a small real Transformer for
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -69,6 +70,40 @@ class MarkovModel(nn.Module):
 
     def forward(self, src, tgt):
         return self.generator(self.decode(tgt, self.encode(src)))
+
+
+def _with_weight(model: MarkovModel, weight: torch.Tensor) -> MarkovModel:
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.generator.weight.copy_(weight)
+    return other
+
+
+def after_end_variants(model: MarkovModel) -> list[MarkovModel]:
+    """``model`` with other predictions AFTER the end token (a flat row; one token almost certain).
+
+    A right beam search never looks at them (a finished hypothesis is not extended), so its output
+    is the same on all three models.
+    """
+    variants = []
+    for peaked in (False, True):
+        weight = model.generator.weight.detach().clone()
+        row = torch.full((V,), -8.0 if peaked else 0.0)
+        if peaked:
+            row[3] = 8.0
+        row[PAD] = row[START] = -30.0
+        weight[:, END] = row  # column END of the generator: the logits after the end token
+        variants.append(_with_weight(model, weight))
+    return variants
+
+
+def shifted_logits(model: MarkovModel) -> MarkovModel:
+    """``model`` with every step's logits shifted by one constant (depending on the last token and
+    the source kind): the probabilities, and so a right decoder's output, stay the same."""
+    g = torch.Generator().manual_seed(3)
+    weight = model.generator.weight.detach().clone()
+    weight += (6 * torch.rand(V + K, generator=g) - 3)[None, :]  # adds c[last token] + c[kind] to each logit
+    return _with_weight(model, weight)
 
 
 def small_transformer(seed: int) -> nn.Module:
@@ -209,7 +244,8 @@ def beam_hypotheses(model, src, max_len, beam_size, alpha) -> dict:
         k: (lambda kw=kw: beam_variant(model, src, max_len, beam_size=beam_size, alpha=alpha, **kw))
         for k, kw in variants.items()
     }
-    hyps["beam_not_greedy_at_one"] = lambda: greedy_variant(model, src, max_len)[0]
+    if beam_size > 1:  # at beam_size=1 the greedy result is the right one
+        hyps["beam_acts_greedy"] = lambda: greedy_variant(model, src, max_len)[0]
     return hyps
 
 
@@ -254,8 +290,8 @@ GREEDY_SRC = torch.tensor([[1, 5, 6, 0], [2, 3, 0, 0], [3, 4, 4, 5]])
 GREEDY_CASES = ((4, 1.0, 1.0), (9, 0.0, 2.0))
 
 
-def _greedy(ctx: Ctx, model, src, max_len: int):
-    out = learner_call(
+def _call_greedy(ctx: Ctx, model, src, max_len: int):
+    return learner_call(
         ctx.obj,
         model,
         src.clone(),
@@ -266,6 +302,33 @@ def _greedy(ctx: Ctx, model, src, max_len: int):
         what=f"greedy_decode(model, src {list(src.shape)}, max_len={max_len}, start_idx={START}, "
         f"end_idx={END}, pad_idx={PAD})",
     )
+
+
+def _greedy_batch_error(ctx: Ctx, model, src, max_len: int, fail: Fail) -> Fail:
+    """``fail`` (an error on a batch of several rows) with a diagnosis when each row alone runs."""
+    same = True
+    for row in range(src.size(0)):
+        try:
+            out = _call_greedy(ctx, model, src[row : row + 1], max_len)
+        except Fail:
+            return fail
+        want = greedy_variant(model, src[row : row + 1], max_len)
+        same = same and isinstance(out, torch.Tensor) and _same_tokens(out.reshape(1, -1), want)
+    return Fail(
+        f"{fail.message}\nYet on each sentence of that batch alone (a batch of one row) yours runs"
+        f"{' and gives the right tokens' if same else ''}: it breaks only for a batch of more than one row "
+        f"(B = {src.size(0)}).",
+        ["greedy_batch_of_one"],
+    )
+
+
+def _greedy(ctx: Ctx, model, src, max_len: int):
+    try:
+        out = _call_greedy(ctx, model, src, max_len)
+    except Fail as fail:
+        if src.size(0) == 1 or fail.diagnoses:
+            raise
+        raise _greedy_batch_error(ctx, model, src, max_len, fail) from None
     out = expect_tensor(out, "greedy_decode")
     if out.dim() != 2 or out.size(0) != src.size(0):
         raise Fail(
@@ -362,8 +425,8 @@ BEAM_CASES = (
 BEAM_SRC = torch.tensor([[1, 5, 6]])
 
 
-def _beam(ctx: Ctx, model, src, max_len: int, beam_size: int, alpha: float):
-    out = learner_call(
+def _call_beam(ctx: Ctx, model, src, max_len: int, beam_size: int, alpha: float):
+    return learner_call(
         ctx.obj,
         model,
         src.clone(),
@@ -376,6 +439,37 @@ def _beam(ctx: Ctx, model, src, max_len: int, beam_size: int, alpha: float):
         what=f"beam_search(model, src {list(src.shape)}, max_len={max_len}, "
         f"start_idx={START}, end_idx={END}, beam_size={beam_size}, length_penalty={alpha})",
     )
+
+
+# Hand-built models on which no hypothesis ever finishes (end_idx is never likely) or all finish at once
+NEVER_ENDS, ENDS_AT_ONCE = (5, -30.0, 2.0), (5, 30.0, 2.0)
+
+
+def _beam_error(ctx: Ctx, max_len: int, beam_size: int, alpha: float, fail: Fail) -> Fail:
+    """``fail`` (an error) with a diagnosis when the error comes only where no hypothesis finishes."""
+    try:
+        _call_beam(ctx, MarkovModel(*ENDS_AT_ONCE), BEAM_SRC, max_len, beam_size, alpha)
+    except Fail:
+        return fail
+    try:
+        _call_beam(ctx, MarkovModel(*NEVER_ENDS), BEAM_SRC, max_len, beam_size, alpha)
+    except Fail as never:
+        return Fail(
+            f"On a hand-built model that never predicts end_idx={END} (so no hypothesis finishes within "
+            f"max_len={max_len}), {never.message[0].lower()}{never.message[1:]}\nOn a model where every "
+            "hypothesis finishes at once, yours runs.",
+            ["beam_no_finished_hypothesis"],
+        )
+    return fail
+
+
+def _beam(ctx: Ctx, model, src, max_len: int, beam_size: int, alpha: float, *, explain_errors: bool = True):
+    try:
+        out = _call_beam(ctx, model, src, max_len, beam_size, alpha)
+    except Fail as fail:
+        if not explain_errors or fail.diagnoses:
+            raise
+        raise _beam_error(ctx, max_len, beam_size, alpha, fail) from None
     out = expect_tensor(out, "beam_search")
     if out.dim() != 1:
         raise Fail(
@@ -464,6 +558,13 @@ def finds_the_best_hypothesis_on_hand_built_models(ctx: Ctx) -> None:
     if not wrong:
         return
     seed, model, max_len, beam_size, alpha, out, want = wrong[0]
+    head = (
+        f"On a hand-built model (seed {seed}), beam_search with beam_size={beam_size}, length_penalty={alpha} "
+        f"and max_len={max_len} should give {_fmt(want)}, but yours gives {_fmt(out)}."
+    )
+    probed = _probe_beam(ctx, runs)
+    if probed:
+        raise Fail(f"{head}\n{probed[0]}", [probed[1]])
     # The known mistake that explains EVERY output (several can explain one of them).
     names = beam_hypotheses(model, BEAM_SRC, max_len, beam_size, alpha)
     diagnoses = []
@@ -474,11 +575,37 @@ def finds_the_best_hypothesis_on_hand_built_models(ctx: Ctx) -> None:
         ):
             diagnoses = [name.split("#")[0]]
             break
-    raise Fail(
-        f"On a hand-built model (seed {seed}), beam_search with beam_size={beam_size}, length_penalty={alpha} "
-        f"and max_len={max_len} should give {_fmt(want)}, but yours gives {_fmt(out)}.",
-        diagnoses or _match(out, names),
-    )
+    raise Fail(head, diagnoses or _match(out, names))
+
+
+def _probe_beam(ctx: Ctx, runs: list) -> tuple[str, str] | None:
+    """Two properties every right beam search has, tried on the models of ``runs``, the most
+    fundamental first: (what broke, the diagnosis) for the first broken one, else None.
+
+    * its output does not change when every logit of a step is shifted by one constant (the
+      probabilities stay the same): scores add up log-probabilities, not raw logits;
+    * its output does not change when only the predictions AFTER the end token change: a finished
+      hypothesis is not extended.
+    """
+    probes = (
+        (lambda m: [shifted_logits(m)], "every logit of a step is shifted by the same amount, which leaves "
+         "the probabilities as they were", "beam_sums_logits"),
+        (after_end_variants, "only the model's predictions AFTER the end token change", "beam_extends_finished"),
+    )  # fmt: skip
+    for make, change, diagnosis in probes:
+        for seed, model, max_len, beam_size, alpha, out, _ in runs:
+            for other in make(model):
+                try:
+                    got = _beam(ctx, other, BEAM_SRC, max_len, beam_size, alpha, explain_errors=False)
+                except Fail:
+                    continue
+                if not equally_good(model, BEAM_SRC, got, out, alpha):
+                    return (
+                        f"On the model of seed {seed} (beam_size={beam_size}, max_len={max_len}) yours gives "
+                        f"{_fmt(out)}; when {change}, yours gives {_fmt(got)} instead.",
+                        diagnosis,
+                    )
+    return None
 
 
 @BEAM.test("numbers")

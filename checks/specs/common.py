@@ -161,16 +161,72 @@ def _ignorable(key: str) -> bool:
     return key == "pe" or key.endswith(".pe")
 
 
+def materialise_lazy(mine: nn.Module, ref: nn.Module) -> None:
+    """Give torch's lazy layers (``nn.LazyLinear``: shapes inferred at the first call) their shapes.
+
+    Each uninitialised lazy layer of the learner's module is called once on a zero input as wide as the
+    reference's layer of the same name takes, as the model's first forward pass would; it then holds
+    its real parameters (their shapes are compared like any others). Across processes (the judge),
+    see :func:`_materialise_remote`.
+    """
+    if _is_remote(mine):
+        return
+    from torch.nn.modules.lazy import LazyModuleMixin
+
+    refs = dict(ref.named_modules())
+    for name, sub in learner_call(lambda: list(mine.named_modules()), what="named_modules()"):
+        if not isinstance(sub, LazyModuleMixin) or not sub.has_uninitialized_params():
+            continue
+        width = getattr(refs.get(name), "in_features", None)
+        if isinstance(width, int):
+            weight = getattr(refs[name], "weight", None)
+            dtype = weight.dtype if isinstance(weight, torch.Tensor) else torch.get_default_dtype()
+            with torch.no_grad():
+                learner_call(sub, torch.zeros(1, width, dtype=dtype), what=f"{name} (a lazy layer)")
+
+
+def _materialise_remote(mine: Any, ref: nn.Module) -> bool:
+    """In the judge (``mine`` a handle to the worker's module, whose submodules cannot be listed): each
+    of the learner's submodules at the name of one of the reference's linear layers that is one of
+    torch's lazy layers is called once on a zero input of the reference's width. Only used after
+    ``state_dict()`` failed on uninitialised parameters; True when some layer was materialised."""
+    done = False
+    for name, sub in ref.named_modules():
+        width = getattr(sub, "in_features", None)
+        if not name or not isinstance(width, int):
+            continue
+        theirs: Any = mine
+        try:
+            for part in name.split("."):
+                theirs = getattr(theirs, part)
+        except Exception:  # noqa: BLE001 - no submodule of that name: the name check reports it
+            continue
+        if _is_remote(theirs) and str(getattr(theirs, "_type", "")).startswith("Lazy"):
+            learner_call(theirs, torch.zeros(1, width), what=f"{name} (a lazy layer)")
+            done = True
+    return done
+
+
+def _shape_known(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and not nn.parameter.is_lazy(value)
+
+
 def state_dict_problems(mine: nn.Module, ref: nn.Module) -> tuple[list[str], list[str], list[str]]:
     """(missing, unexpected, wrongly shaped) entries of the learner's state_dict against the reference's."""
-    lsd = learner_call(mine.state_dict, what="state_dict()")
+    materialise_lazy(mine, ref)
+    try:
+        lsd = learner_call(mine.state_dict, what="state_dict()")
+    except Fail as fail:
+        if not (_is_remote(mine) and "uninitialized parameter" in fail.message and _materialise_remote(mine, ref)):
+            raise
+        lsd = learner_call(mine.state_dict, what="state_dict()")
     rsd = ref.state_dict()
     missing = [k for k in rsd if k not in lsd and not _ignorable(k)]
     unexpected = [k for k in lsd if k not in rsd and not _ignorable(k)]
     wrong = [
         f"{k}: yours {list(lsd[k].shape)}, expected {list(rsd[k].shape)}"
         for k in rsd
-        if k in lsd and not _ignorable(k) and isinstance(lsd[k], torch.Tensor) and lsd[k].shape != rsd[k].shape
+        if k in lsd and not _ignorable(k) and _shape_known(lsd[k]) and lsd[k].shape != rsd[k].shape
     ]
     return missing, unexpected, wrong
 

@@ -57,6 +57,16 @@ MODULES = (
     "coqui_trainer",
     "bewhitehorse_transformer_practice",
     "haesung_dl_paper",
+    # held-out round: repositories not used while the checker was tuned
+    "heldout_diy_transformers",
+    "heldout_alaneuler_my_transformer",
+    "heldout_nikitakapitan_transformers",
+    "heldout_dikpaal_attention",
+    "heldout_spt_code",
+    "heldout_matthcorn_projets",
+    "heldout_shoutu_transformer",
+    "heldout_shaoyuanxun_transformer",
+    "heldout_saccinzz_attention",
 )
 
 
