@@ -18,6 +18,7 @@ import functools
 import html
 import inspect
 import io
+import itertools
 import linecache
 import math
 import os
@@ -628,9 +629,59 @@ class Ctx:
         self.isolated = True
 
     def new(self, *args: Any, **kwargs: Any) -> Any:
-        """A fresh instance of the learner's class (its constructor's errors become failures)."""
+        """A fresh instance of the learner's class (its constructor's errors become failures).
+
+        When the contract's 2-3 positional arguments fail but another order of them builds the class,
+        the failure says so (``constructor_argument_order``)."""
         shown = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
-        return learner_call(self.obj, *args, what=f"{self.exercise}({shown})", **kwargs)
+        try:
+            return learner_call(self.obj, *args, what=f"{self.exercise}({shown})", **kwargs)
+        except Fail as fail:
+            order = self._working_order(args, kwargs)
+            if order is None:
+                raise
+            raise Fail(fail.message + "\n" + order, [*fail.diagnoses, "constructor_argument_order"]) from None
+
+    def _working_order(self, args: tuple, kwargs: dict) -> str | None:
+        """A sentence when another order of the positional ``args`` builds the learner's class."""
+        if not 2 <= len(args) <= 3:
+            return None
+        names = _positional_names(self.reference, len(args))
+        if names is None:
+            return None
+        for order in itertools.permutations(range(len(args))):
+            tried = tuple(args[i] for i in order)
+            if order == tuple(range(len(args))) or tried == args:
+                continue
+            try:
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                    self.obj(*tried, **kwargs)
+            except (StubReached, TimeLimit):
+                raise
+            except KeyboardInterrupt:
+                if _interrupted.is_set():
+                    raise
+                continue
+            except BaseException:  # noqa: BLE001 - learner code may raise anything
+                continue
+            yours = ", ".join(names[i] for i in order)
+            return (
+                f"With the same values in the order ({yours}) your constructor works: it seems to take its "
+                f"arguments in another order than the contract's {self.exercise}({', '.join(names)}). "
+                "Keep the contract's order (the checker, and the code that uses your class, pass them that way)."
+            )
+        return None
+
+
+def _positional_names(reference: Any, count: int) -> list[str] | None:
+    """The names of the first ``count`` positional parameters of the reference's constructor."""
+    try:
+        params = list(inspect.signature(reference).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    names = [p.name for p in params if p.kind in kinds]
+    return names[:count] if len(names) >= count else None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -616,6 +616,12 @@ DIAGNOSES: dict[str, Diagnosis] = {
     "uses_faulty_part": Diagnosis(
         "(checker) This exercise is right, but a part it uses (from an earlier exercise) is not.", "", ""
     ),
+    "constructor_argument_order": Diagnosis(
+        "(checker) Your constructor fails with the contract's arguments but works with the same values in "
+        "another order: its parameters seem to come in another order than the exercise's signature.",
+        "",
+        "",
+    ),
 }
 
 
@@ -627,6 +633,7 @@ SILENT = {
     "no_gradient",
     "too_slow",
     "uses_faulty_part",
+    "constructor_argument_order",
     "returns_wrong_type",
     "inplace_input_modification",
     "float64_fails",

@@ -98,6 +98,14 @@ class MHANoOutput(nn.Module):
         return out.transpose(1, 2).reshape(b, -1, self.h * self.d_k)
 
 
+class MHAHeadsFirst(solutions.MultiHeadAttention):
+    """The contract's multi-head attention with its constructor's arguments in the other order."""
+
+    def __init__(self, num_heads, d_model):
+        assert d_model % num_heads == 0
+        super().__init__(d_model, num_heads)
+
+
 class LNEpsOutside(solutions.LayerNorm):
     def forward(self, x):
         centred = x - x.mean(-1, keepdim=True)
@@ -201,6 +209,7 @@ CASES = [
     ("PositionalEncoding", PEOnTheFly, "pe_no_length_error"),
     ("scaled_dot_product_attention", attention_unscaled, "attn_no_scale"),
     ("MultiHeadAttention", MHANoOutput, "mha_no_output_projection"),
+    ("MultiHeadAttention", MHAHeadsFirst, "constructor_argument_order"),
     ("LayerNorm", LNEpsOutside, "ln_eps_outside_sqrt"),
     ("EncoderLayer", PreNormLayer, "prenorm"),
     ("EncoderLayer", DropoutAfterResidual, "dropout_after_residual"),

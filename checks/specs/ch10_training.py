@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+
 import torch
 import torch.nn.functional as F
 
 import solutions
 
-from ..core import Ctx, Fail, Spec, learner_call, several
+from ..core import Ctx, Fail, Spec, StubReached, learner_call, several
 from .common import (
     _is_remote,
     _remote_problem,
@@ -379,20 +382,121 @@ def _compare_loss(ctx: Ctx, smoothing: float, ignore_index: int) -> None:
             atol=1e-5,
         )
     except Fail as fail:
-        found = [] if fail.diagnoses else ls_compound(got, logits, target, smoothing, ignore_index)
-        if not found:
-            raise
-        differences = "; ".join(f"({i}) {words}" for i, (_, words) in enumerate(found, 1))
-        raise Fail(
-            f"{fail.message}\nYour values are those of the contract's loss computed with {len(found)} "
-            f"differences: {differences}.",
-            [diag for diag, _ in found],
-        ) from None
+        raise _with_compound(fail, got, logits, target, smoothing, ignore_index) from None
+
+
+def _with_compound(fail: Fail, got, logits, target, smoothing: float, ignore_index: int) -> Fail:
+    """``fail``, told which combination of known differences gives ``got`` when one does."""
+    found = [] if fail.diagnoses else ls_compound(got, logits, target, smoothing, ignore_index)
+    if not found:
+        return fail
+    differences = "; ".join(f"({i}) {words}" for i, (_, words) in enumerate(found, 1))
+    return Fail(
+        f"{fail.message}\nYour values are those of the contract's loss computed with {len(found)} "
+        f"differences: {differences}.",
+        [diag for diag, _ in found],
+    )
+
+
+def _init_parameters(ctx: Ctx) -> list[tuple[str, bool]] | None:
+    """(name, has a default) of each named parameter of the learner's __init__ (without self); None when
+    it takes any number of positional arguments or cannot be read (a handle on the judge's worker is
+    asked with a call nobody can take, whose answer shows the parameters)."""
+    if _is_remote(ctx.obj):
+        problem = _remote_problem(ctx.obj, "__init__", [((0,) * 32, {})])
+        if problem is None or problem[0] == "absent":
+            return None
+        shown = problem[0]
+    else:
+        try:
+            shown = str(inspect.signature(ctx.obj.__init__))
+        except (TypeError, ValueError):
+            return None
+    inner, depth, pieces, piece = shown.strip()[1:].rsplit(")", 1)[0], 0, [], ""
+    for char in inner:
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if char == "," and depth == 0:
+            pieces.append(piece)
+            piece = ""
+        else:
+            piece += char
+    pieces.append(piece)
+    params = []
+    for piece in (p.strip() for p in pieces):
+        match = re.match(r"(\*{0,2})([A-Za-z_]\w*)", piece)
+        if match is None:
+            continue  # "/" or "*"
+        if match.group(1) == "*":
+            return None
+        if match.group(1) == "**" or match.group(2) == "self":
+            continue
+        params.append((match.group(2), "=" in piece))
+    return params
+
+
+def _tolerant_loss_arguments(ctx: Ctx, vocab: int, smoothing: float, ignore_index: int) -> dict | None:
+    """The contract's values under the learner's own parameter names (the smoothing, the ignored index
+    as padding_idx / pad / ignore..., the vocabulary size as size / n_class / vocab...), matched by name
+    only; None when a required parameter matches none of them."""
+    params = _init_parameters(ctx)
+    if not params:
+        return None
+    kwargs: dict = {}
+    for name, has_default in params:
+        low = name.lower()
+        if "smooth" in low or low in ("eps", "epsilon", "alpha", "label_smoothing"):
+            kwargs[name] = smoothing
+        elif re.search(r"pad|ignore", low):
+            kwargs[name] = ignore_index
+        elif re.fullmatch(r"(n_?|num_?)?(size|class(es)?|vocab(_?size)?|tgt_?vocab(_?size)?|labels?|tokens?)", low):
+            kwargs[name] = vocab
+        elif not has_default:
+            return None
+    return kwargs
+
+
+def _tolerant_loss_problems(ctx: Ctx) -> list[Fail]:
+    """When the contract's constructor call does not fit: the loss built under the learner's own parameter
+    names (see ``_tolerant_loss_arguments``) and compared on log-probabilities as logits (the contract's
+    value is the same for them) of a 2-D batch; its differences as a failure (an empty list when it cannot
+    be built or run, or when it matches)."""
+    logits, target = _loss_inputs()
+    logits, target = torch.log_softmax(logits.reshape(-1, 7), -1), target.reshape(-1)
+    kwargs = _tolerant_loss_arguments(ctx, 7, 0.1, 0)
+    if kwargs is None:
+        return []
+    shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    what = f"LabelSmoothingLoss({shown})"
+    try:
+        module = learner_call(ctx.obj, what=what, **kwargs)
+        got = expect_tensor(learner_call(module, logits.clone(), target.clone(), what=what), "LabelSmoothingLoss")
+    except (Fail, StubReached):
+        return []
+    if got.dim() != 0:
+        return []
+    want = F.cross_entropy(logits, target, label_smoothing=0.1, ignore_index=0)
+    try:
+        compare(
+            got,
+            want,
+            f"Built as {what} (your parameters matched to the contract's by name), your loss on "
+            f"log-probabilities {list(logits.shape)} as logits",
+            ls_hypotheses(logits, target, 0.1, 0),
+            rtol=1e-5,
+            atol=1e-5,
+        )
+    except Fail as fail:
+        return [_with_compound(fail, got, logits, target, 0.1, 0)]
+    return []
 
 
 @LOSS.test("interface")
 def constructor_and_forward(ctx: Ctx) -> None:
-    expect_init_signature(ctx, "(smoothing=0.1, ignore_index=0)", ((), {}), ((0.1,), {"ignore_index": 0}))
+    try:
+        expect_init_signature(ctx, "(smoothing=0.1, ignore_index=0)", ((), {}), ((0.1,), {"ignore_index": 0}))
+    except Fail as fail:
+        raise several([fail, *_tolerant_loss_problems(ctx)]) from None
     module = expect_module(ctx.new(smoothing=0.1, ignore_index=0), "LabelSmoothingLoss")
     logits, target = _loss_inputs()
     expect_forward_signature(module, "LabelSmoothingLoss", "(logits, target)", ((logits, target), {}))
