@@ -31,13 +31,23 @@ def test_assembled_from_the_reference_is_solutions_transformer_output_for_output
     assert torch.equal(out, reference(src, tgt))
 
 
-def test_fused_attention_variant_matches_the_reference():
+def test_fused_attention_trains_like_the_reference_and_still_keeps_weights_to_plot():
+    sizes = {**SIZES, "dropout": 0.0}  # training mode without dropout: the same function, two kernels
     torch.manual_seed(3)
-    fused = assemble(use_learner=False, attention="fused").model(40, 40, **SIZES).eval()
+    fused = assemble(use_learner=False, attention="fused").model(40, 40, **sizes).train()
     torch.manual_seed(3)
-    reference = solutions.Transformer(40, 40, **SIZES).eval()
+    reference = solutions.Transformer(40, 40, **sizes).train()
     src, tgt = torch.tensor([[5, 6, 7, 0]]), torch.tensor([[1, 12, 13]])
-    torch.testing.assert_close(fused(src, tgt), reference(src, tgt), atol=1e-5, rtol=1e-5)
+    fused_out, reference_out = fused(src, tgt), reference(src, tgt)
+    torch.testing.assert_close(fused_out, reference_out, atol=1e-5, rtol=1e-5)
+    attentions = [m for m in fused.modules() if type(m).__name__ == "FusedMultiHeadAttention"]
+    assert attentions and all(m.attention_weights is None for m in attentions)  # the fused kernel ran
+    fused_out.square().sum().backward()
+    reference_out.square().sum().backward()
+    torch.testing.assert_close(fused.generator.weight.grad, reference.generator.weight.grad, atol=1e-4, rtol=1e-4)
+    fused.eval()  # decoding and plots: the contract's forward, with its weights [B, h, S_q, S_k]
+    torch.testing.assert_close(fused(src, tgt), reference.eval()(src, tgt), atol=1e-5, rtol=1e-5)
+    assert all(m.attention_weights is not None and m.attention_weights.dim() == 4 for m in attentions)
 
 
 def _notebook(path, cells: list[tuple[str, str]]) -> None:

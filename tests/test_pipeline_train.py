@@ -3,6 +3,7 @@ checkpoints that survive SIGKILL, exact resumption, averaging, plots, and the de
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -189,3 +190,208 @@ def test_default_workbook_train_reaches_its_target(tmp_path):
     scores = json.loads((tmp_path / "runs" / "numbers" / "test_results.json").read_text())
     print(result.stdout[-1500:], f"\nwall time {minutes:.1f} min, load average {os.getloadavg()}")
     assert scores["exact_match"] >= 0.95
+
+
+def test_fused_attention_trains_the_given_parts_and_the_plots_keep_their_weights(tmp_path, monkeypatch):
+    """``attention="fused"`` applies to the parts handed in (chapter 12 hands in the learner's): every
+    training step's attention runs PyTorch's kernel, and the heatmaps still get their weights."""
+    from solutions.pipeline.parts import reference_assembly
+    from solutions.pipeline.train import TrainConfig, train
+
+    calls = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def counting(*args, **kwargs):
+        calls.append(torch.is_grad_enabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting)
+    config = TrainConfig(
+        num_train=300,
+        vocab_size=300,
+        d_model=32,
+        num_layers=1,
+        num_heads=2,
+        d_ff=64,
+        max_tokens=256,
+        warmup_steps=20,
+        steps=6,
+        eval_every=0,
+        checkpoint_every=0,
+        average_last=1,
+        eval_sentences=10,
+        test_sentences=10,
+        threads=1,
+        attention="fused",
+        out_dir=str(tmp_path / "run"),
+    )
+    train(config, parts=reference_assembly("manual"), progress=False, log=lambda *args, **kwargs: None)
+    # 6 steps x (encoder self-, decoder self-, cross-attention) with gradients; the two probes of
+    # fuse_attention's check run without
+    assert calls.count(True) == 6 * 3 and calls.count(False) == 2
+    assert (tmp_path / "run" / "attention.png").stat().st_size > 0
+
+
+def _unscaled_attention(query, key, value, mask=None):
+    """A learner's attention that forgot the 1/sqrt(d_k): other maths than the fused kernel's."""
+    scores = query @ key.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)
+    return weights @ value, weights
+
+
+def test_fused_attention_never_replaces_a_part_whose_maths_differ(tmp_path):
+    """A learner's attention with other maths (here unscaled scores) is trained as written: the fused
+    kernel is switched off for it, and the run says why. The reference's is switched on."""
+    from solutions.pipeline.parts import (
+        PARTS,
+        FusedMultiHeadAttentionMixin,
+        assemble_parts,
+        fuse_attention,
+        reference_assembly,
+        reference_namespace,
+    )
+    from solutions.pipeline.train import TrainConfig, train
+
+    reference = reference_namespace()
+    chosen = {name: reference[name] for name in PARTS} | {"scaled_dot_product_attention": _unscaled_attention}
+    sources = {name: ("reference", "test") for name in PARTS} | {"scaled_dot_product_attention": ("yours", "test")}
+    learner = assemble_parts(chosen, sources, [reference])
+
+    model = learner.model(50, 50, d_model=32, num_layers=1, num_heads=2, d_ff=64)
+    switched, reason = fuse_attention(model, learner.MultiHeadAttention)
+    assert switched == 0 and "differs" in reason
+    assert not any(isinstance(m, FusedMultiHeadAttentionMixin) for m in model.modules())
+    plain = reference_assembly("manual")
+    model = plain.model(50, 50, d_model=32, num_layers=1, num_heads=2, d_ff=64)
+    assert fuse_attention(model, plain.MultiHeadAttention) == (3, None)
+
+    lines: list[str] = []
+    config = TrainConfig(
+        num_train=200,
+        vocab_size=300,
+        d_model=32,
+        num_layers=1,
+        num_heads=2,
+        d_ff=64,
+        max_tokens=256,
+        warmup_steps=20,
+        steps=2,
+        eval_every=0,
+        checkpoint_every=0,
+        average_last=1,
+        eval_sentences=5,
+        test_sentences=5,
+        threads=1,
+        attention="fused",
+        out_dir=str(tmp_path / "run"),
+    )
+    train(config, parts=learner, progress=False, log=lambda *args, **kwargs: lines.append(" ".join(map(str, args))))
+    assert any("fused kernel is off" in line and "differs" in line for line in lines), lines
+
+
+@pytest.mark.parametrize(("option", "value"), [("--embedding-init", "zeros"), ("--attention", "flash")])
+def test_an_unknown_choice_is_a_clear_error_before_anything_runs(tmp_path, capsys, option, value):
+    assert workbook(["train", *TINY, option, value, "--out", str(tmp_path / "run")]) == 1
+    error = capsys.readouterr().err
+    assert f"got {value!r}" in error and "must be one of" in error
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_time_limit_counts_training_steps_not_evaluations(tmp_path, monkeypatch):
+    """``minutes`` is training time: a slow evaluation (here 7 s, longer than the whole 6 s budget)
+    stops the clock instead of ending the run."""
+    pipeline = importlib.import_module("solutions.pipeline.train")  # the module (the package exports train())
+    slept = []
+
+    def slow_first_evaluation(run):
+        if not slept:
+            slept.append(run.step)
+            time.sleep(7)
+
+    monkeypatch.setattr(pipeline, "evaluate", slow_first_evaluation)
+    config = pipeline.TrainConfig(
+        num_train=300,
+        vocab_size=300,
+        d_model=32,
+        num_layers=1,
+        num_heads=2,
+        d_ff=64,
+        max_tokens=256,
+        warmup_steps=20,
+        steps=10**6,
+        minutes=0.1,
+        eval_every=10,
+        checkpoint_every=0,
+        average_last=1,
+        test_sentences=5,
+        threads=1,
+        out_dir=str(tmp_path / "run"),
+    )
+    started = time.perf_counter()
+    result = pipeline.train(config, progress=False, log=lambda *args, **kwargs: None)
+    wall = time.perf_counter() - started
+    assert slept == [10] and result.step > 20  # it went on after the evaluation at step 10
+    train_seconds = json.loads((tmp_path / "run" / "test_results.json").read_text())["train_seconds"]
+    assert 6 <= train_seconds < wall - 7
+
+
+def _tiny_config(tmp_path, **changes):
+    from solutions.pipeline.train import TrainConfig
+
+    values = dict(
+        num_train=300,
+        vocab_size=300,
+        d_model=32,
+        num_layers=1,
+        num_heads=2,
+        d_ff=64,
+        max_tokens=256,
+        warmup_steps=20,
+        steps=5,
+        eval_every=0,
+        checkpoint_every=0,
+        average_last=1,
+        eval_sentences=5,
+        test_sentences=5,
+        threads=1,
+        out_dir=str(tmp_path / "run"),
+    )
+    return TrainConfig(**{**values, **changes})
+
+
+@pytest.mark.parametrize("clip_norm", [None, 0.5])
+def test_clip_norm_bounds_the_gradient_adam_sees(tmp_path, monkeypatch, clip_norm):
+    from solutions.pipeline.train import train
+
+    norms = []
+    real_step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    train(_tiny_config(tmp_path, clip_norm=clip_norm), progress=False, log=lambda *args, **kwargs: None)
+    assert len(norms) == 5
+    if clip_norm is None:
+        assert max(norms) > 0.5  # the raw gradients of this run are larger than the bound below
+    else:
+        assert max(norms) <= clip_norm * (1 + 1e-5)
+
+
+def test_embedding_init_normal_redraws_the_shared_matrix_once_and_keeps_it_tied():
+    from solutions.pipeline.parts import reference_assembly
+    from solutions.pipeline.train import redraw_embeddings
+
+    torch.manual_seed(0)
+    model = reference_assembly().model(
+        5000, 5000, d_model=256, num_layers=1, num_heads=4, d_ff=64, share_embeddings=True
+    )
+    shared = model.decoder.embedding.embedding.weight
+    assert shared.std() < 0.03  # Xavier-uniform on 5000 x 256: about 0.02
+    redraw_embeddings(model, 256)
+    assert model.generator.weight is shared and model.encoder.embedding.embedding.weight is shared
+    assert abs(float(shared.detach().std()) - 256**-0.5) < 0.002 and abs(float(shared.detach().mean())) < 0.002

@@ -49,10 +49,13 @@ def rewire(namespaces: Iterable[dict], chosen: dict[str, object]) -> None:
 
 class FusedMultiHeadAttentionMixin:
     """Multi-head attention computed by PyTorch's fused kernel ``F.scaled_dot_product_attention``
-    (FlashAttention / memory-efficient attention where available). Same weights and outputs as the
-    contract's ``MultiHeadAttention`` (up to rounding), but no ``attention_weights`` to plot."""
+    (FlashAttention / memory-efficient attention where available) while training. Same weights and
+    outputs as the contract's ``MultiHeadAttention`` (up to rounding). In eval mode (decoding, the
+    plots) it runs the contract's own forward instead, so ``attention_weights`` are there to plot."""
 
     def forward(self, query, key, value, mask=None):
+        if not self.training:  # decoding and plots: the chosen part's forward, which keeps the weights
+            return super().forward(query, key, value, mask)
         batch, len_q, d_model = query.shape
         heads = self.num_heads
 
@@ -63,6 +66,70 @@ class FusedMultiHeadAttentionMixin:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, h, S_q, d_k]
         self.attention_weights = None
         return self.W_o(out.transpose(1, 2).reshape(batch, len_q, d_model))
+
+
+_FUSED_CLASSES: dict[type, type] = {}
+
+
+def fused_class(attention_class: type) -> type:
+    """``attention_class`` with :class:`FusedMultiHeadAttentionMixin` in front (one class per base)."""
+    if issubclass(attention_class, FusedMultiHeadAttentionMixin):
+        return attention_class
+    if attention_class not in _FUSED_CLASSES:
+        _FUSED_CLASSES[attention_class] = type(
+            "FusedMultiHeadAttention", (FusedMultiHeadAttentionMixin, attention_class), {}
+        )
+    return _FUSED_CLASSES[attention_class]
+
+
+def fusable(module: torch.nn.Module) -> str | None:
+    """Why ``module`` cannot train with the fused kernel (None when it can): it must have the
+    contract's ``W_q, W_k, W_v, W_o`` and ``num_heads``, and its own forward must give the fused
+    kernel's output on a small probe, so that fusing never changes the maths a learner wrote."""
+    missing = [n for n in ("W_q", "W_k", "W_v", "W_o") if not isinstance(getattr(module, n, None), torch.nn.Linear)]
+    if missing or not isinstance(getattr(module, "num_heads", None), int):
+        return f"it has no {', '.join(missing) or 'num_heads'} as the contract names them"
+    d_model = module.W_q.in_features
+    weight = module.W_q.weight
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, d_model, generator=generator).to(weight.device, weight.dtype)
+    y = torch.randn(2, 3, d_model, generator=generator).to(weight.device, weight.dtype)
+    mask = torch.ones(2, 1, 3, 3, dtype=torch.bool, device=weight.device).tril()
+    was_training = module.training
+    try:
+        with torch.no_grad():
+            module.eval()
+            own = [module(x, x, x), module(y, y, y, mask)]
+            module.train()  # the fused forward (a module with dropout inside would differ here: fine)
+            fused = [
+                FusedMultiHeadAttentionMixin.forward(module, x, x, x),
+                FusedMultiHeadAttentionMixin.forward(module, y, y, y, mask),
+            ]
+    except Exception as error:  # noqa: BLE001 - a part that cannot run the probe keeps its own forward
+        return f"the probe raised {type(error).__name__}: {error}"
+    finally:
+        module.train(was_training)
+    if not all(torch.allclose(a, b, atol=1e-4, rtol=1e-3) for a, b in zip(own, fused, strict=True)):
+        return "its output differs from the fused kernel's"
+    return None
+
+
+def fuse_attention(model: torch.nn.Module, attention_class: type) -> tuple[int, str | None]:
+    """Let every ``attention_class`` module of a built ``model`` train with the fused kernel: its
+    weights and its projections stay, and in eval mode it still runs its own forward (the plots keep
+    their attention weights). Returns how many modules were switched, and why none was (or None):
+    a part that does not follow the contract's names or maths keeps its own forward everywhere."""
+    modules = [
+        m for m in model.modules() if isinstance(m, attention_class) and not isinstance(m, FusedMultiHeadAttentionMixin)
+    ]
+    if not modules:
+        return 0, None
+    reason = fusable(modules[0])
+    if reason is not None:
+        return 0, reason
+    for module in modules:
+        module.__class__ = fused_class(type(module))
+    return len(modules), None
 
 
 @dataclass
@@ -104,8 +171,7 @@ def assemble_parts(
         raise ValueError(f"attention must be 'manual' or 'fused', got {attention!r}.")
     chosen, sources = dict(chosen), dict(sources)
     if attention == "fused":
-        base = chosen["MultiHeadAttention"]
-        chosen["MultiHeadAttention"] = type("FusedMultiHeadAttention", (FusedMultiHeadAttentionMixin, base), {})
+        chosen["MultiHeadAttention"] = fused_class(chosen["MultiHeadAttention"])
         who, why = sources["MultiHeadAttention"]
         sources["MultiHeadAttention"] = (who, f"{why}; forward uses F.scaled_dot_product_attention")
     rewire(namespaces, chosen)

@@ -60,7 +60,7 @@ def attention_maps(model, tokenizer, sentence: str, assembly, device, max_len: i
     """Translate ``sentence`` greedily, then run the model once on (source, translation) and read
     ``attention_weights`` of the last layer's three attentions. Returns a dict of
     ``{"encoder self-attention" | "decoder self-attention" | "cross-attention": (weights [h, q, k],
-    query labels, key labels)}``, or None when the attention module keeps no weights (fused)."""
+    query labels, key labels)}``, or None when a ``MultiHeadAttention`` keeps no ``attention_weights``."""
     model.eval()
     src_ids = encode(tokenizer, sentence)
     src = torch.tensor([src_ids], device=device)

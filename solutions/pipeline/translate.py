@@ -23,8 +23,12 @@ class Translator:
     device: torch.device
     step: int
 
-    def __call__(self, sentences: list[str], beam_size: int = 1) -> list[str]:
-        return translate_batch(self.model, self.tokenizer, sentences, self.assembly, self.device, beam_size)
+    def __call__(self, sentences: list[str], beam_size: int = 1, length_penalty: float | None = None) -> list[str]:
+        """Greedy (``beam_size=1``) or beam search; ``length_penalty`` defaults to the run's own."""
+        alpha = self.config.length_penalty if length_penalty is None else length_penalty
+        return translate_batch(
+            self.model, self.tokenizer, sentences, self.assembly, self.device, beam_size, length_penalty=alpha
+        )
 
 
 def load_translator(checkpoint: str | Path, device: str = "auto", parts: Assembly | None = None) -> Translator:

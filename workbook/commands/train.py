@@ -28,12 +28,15 @@ OPTIONS = {
     "--max-tokens": ("max_tokens", int, "token budget per batch (per process)"),
     "--warmup": ("warmup_steps", int, "warmup steps of the learning-rate schedule"),
     "--lr-factor": ("lr_factor", float, "multiplier of the learning-rate schedule"),
+    "--clip-norm": ("clip_norm", float, "clip the gradients' global norm to this (default: no clipping)"),
+    "--embedding-init": ("embedding_init", str, "xavier (as the model builds them) or normal (N(0, 1/d_model))"),
     "--eval-every": ("eval_every", int, "validation loss and BLEU every N steps"),
     "--eval-sentences": ("eval_sentences", int, "validation sentences translated for BLEU at each evaluation"),
     "--test-sentences": ("test_sentences", int, "test sentences translated at the end (default: all)"),
     "--checkpoint-every": ("checkpoint_every", int, "write a checkpoint every N steps"),
     "--average-last": ("average_last", int, "average the last k checkpoints at the end"),
     "--beam": ("beam_size", int, "beam size for the final test translations (1 = greedy)"),
+    "--length-penalty": ("length_penalty", float, "beam search's length penalty alpha (0: none; 0.6 as the paper)"),
     "--seed": ("seed", int, "random seed"),
     "--device": ("device", str, "cuda, mps, cpu or auto"),
     "--threads": ("threads", int, "CPU threads (default: 1 on a busy machine, else all cores)"),
@@ -113,7 +116,11 @@ def run_train(args: argparse.Namespace) -> int:
     from solutions.pipeline.train import train
     from workbook.assembly import assemble
 
-    config = config_from_args(args)
+    try:
+        config = config_from_args(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     parts = assemble(args.parts == "learner", args.chapters, config.attention)
     try:
         result = train(config, resume=args.resume, progress=not args.no_progress, parts=parts)
