@@ -196,7 +196,7 @@ def test_fused_attention_trains_the_given_parts_and_the_plots_keep_their_weights
     """``attention="fused"`` applies to the parts handed in (chapter 12 hands in the learner's): every
     training step's attention runs PyTorch's kernel, and the heatmaps still get their weights."""
     from solutions.pipeline.parts import reference_assembly
-    from solutions.pipeline.train import TrainConfig, train
+    from solutions.pipeline.train import train
 
     calls = []
     real = torch.nn.functional.scaled_dot_product_attention
@@ -206,25 +206,7 @@ def test_fused_attention_trains_the_given_parts_and_the_plots_keep_their_weights
         return real(*args, **kwargs)
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting)
-    config = TrainConfig(
-        num_train=300,
-        vocab_size=300,
-        d_model=32,
-        num_layers=1,
-        num_heads=2,
-        d_ff=64,
-        max_tokens=256,
-        warmup_steps=20,
-        steps=6,
-        eval_every=0,
-        checkpoint_every=0,
-        average_last=1,
-        eval_sentences=10,
-        test_sentences=10,
-        threads=1,
-        attention="fused",
-        out_dir=str(tmp_path / "run"),
-    )
+    config = _tiny_config(tmp_path, steps=6, eval_sentences=10, test_sentences=10, attention="fused")
     train(config, parts=reference_assembly("manual"), progress=False, log=lambda *args, **kwargs: None)
     # 6 steps x (encoder self-, decoder self-, cross-attention) with gradients; the two probes of
     # fuse_attention's check run without
@@ -252,7 +234,7 @@ def test_fused_attention_never_replaces_a_part_whose_maths_differ(tmp_path):
         reference_assembly,
         reference_namespace,
     )
-    from solutions.pipeline.train import TrainConfig, train
+    from solutions.pipeline.train import train
 
     reference = reference_namespace()
     chosen = {name: reference[name] for name in PARTS} | {"scaled_dot_product_attention": _unscaled_attention}
@@ -268,25 +250,7 @@ def test_fused_attention_never_replaces_a_part_whose_maths_differ(tmp_path):
     assert fuse_attention(model, plain.MultiHeadAttention) == (3, None)
 
     lines: list[str] = []
-    config = TrainConfig(
-        num_train=200,
-        vocab_size=300,
-        d_model=32,
-        num_layers=1,
-        num_heads=2,
-        d_ff=64,
-        max_tokens=256,
-        warmup_steps=20,
-        steps=2,
-        eval_every=0,
-        checkpoint_every=0,
-        average_last=1,
-        eval_sentences=5,
-        test_sentences=5,
-        threads=1,
-        attention="fused",
-        out_dir=str(tmp_path / "run"),
-    )
+    config = _tiny_config(tmp_path, num_train=200, steps=2, attention="fused")
     train(config, parts=learner, progress=False, log=lambda *args, **kwargs: lines.append(" ".join(map(str, args))))
     assert any("fused kernel is off" in line and "differs" in line for line in lines), lines
 
@@ -311,24 +275,7 @@ def test_a_time_limit_counts_training_steps_not_evaluations(tmp_path, monkeypatc
             time.sleep(7)
 
     monkeypatch.setattr(pipeline, "evaluate", slow_first_evaluation)
-    config = pipeline.TrainConfig(
-        num_train=300,
-        vocab_size=300,
-        d_model=32,
-        num_layers=1,
-        num_heads=2,
-        d_ff=64,
-        max_tokens=256,
-        warmup_steps=20,
-        steps=10**6,
-        minutes=0.1,
-        eval_every=10,
-        checkpoint_every=0,
-        average_last=1,
-        test_sentences=5,
-        threads=1,
-        out_dir=str(tmp_path / "run"),
-    )
+    config = _tiny_config(tmp_path, steps=10**6, minutes=0.1, eval_every=10)
     started = time.perf_counter()
     result = pipeline.train(config, progress=False, log=lambda *args, **kwargs: None)
     wall = time.perf_counter() - started
