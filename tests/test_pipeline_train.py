@@ -214,18 +214,11 @@ def test_fused_attention_trains_the_given_parts_and_the_plots_keep_their_weights
     assert (tmp_path / "run" / "attention.png").stat().st_size > 0
 
 
-def _unscaled_attention(query, key, value, mask=None):
-    """A learner's attention that forgot the 1/sqrt(d_k): other maths than the fused kernel's."""
-    scores = query @ key.transpose(-2, -1)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = scores.softmax(dim=-1)
-    return weights @ value, weights
-
-
 def test_fused_attention_never_replaces_a_part_whose_maths_differ(tmp_path):
     """A learner's attention with other maths (here unscaled scores) is trained as written: the fused
     kernel is switched off for it, and the run says why. The reference's is switched on."""
+    from test_checker_diagnoses import attention_unscaled  # forgets the 1/sqrt(d_k)
+
     from solutions.pipeline.parts import (
         PARTS,
         FusedMultiHeadAttentionMixin,
@@ -237,7 +230,7 @@ def test_fused_attention_never_replaces_a_part_whose_maths_differ(tmp_path):
     from solutions.pipeline.train import train
 
     reference = reference_namespace()
-    chosen = {name: reference[name] for name in PARTS} | {"scaled_dot_product_attention": _unscaled_attention}
+    chosen = {name: reference[name] for name in PARTS} | {"scaled_dot_product_attention": attention_unscaled}
     sources = {name: ("reference", "test") for name in PARTS} | {"scaled_dot_product_attention": ("yours", "test")}
     learner = assemble_parts(chosen, sources, [reference])
 
