@@ -149,7 +149,8 @@ def test_build_check_reports_drift(tmp_path, capsys):
     capsys.readouterr()
     assert main(["build", "--check", "01", "--out", str(out)]) == 1
     assert "01_embeddings.ipynb" in capsys.readouterr().out
-    assert main(["generate", "01", "--out", str(out)]) == 0
+    assert main(["generate", "01", "--out", str(out)]) == 1  # an edit build did not write: kept
+    assert main(["generate", "--force", "01", "--out", str(out)]) == 0
     assert main(["build", "--check", "01", "--out", str(out)]) == 0
 
 

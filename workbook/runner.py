@@ -281,6 +281,11 @@ def _redirect_output(capture_path: str) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+    # In a Jupyter kernel sys.stdout is not fd 1 but ipykernel's stream, which a forked child still
+    # sends to the notebook: the earlier chapters' own prints ("Using the reference for: ...") showed
+    # up under the learner's cell. Python-level prints go to the capture file too.
+    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False, buffering=1)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False, buffering=1)
     try:
         import resource
 

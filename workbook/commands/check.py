@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from workbook.chapters import CHAPTERS, GRADED_CHAPTERS, Chapter, chapter
+from workbook.names import chapter as find_chapter
 
 EPILOG = """\
 chapters: 03, 3, 03_attention, an exercise name (LayerNorm), or a path to a notebook; none = every
@@ -114,6 +115,8 @@ def resolve(args_chapters: list[str], folder: Path | None) -> list[tuple[Chapter
     for arg in args_chapters:
         if arg.endswith(".ipynb") or "/" in arg or "\\" in arg:
             path = Path(arg)
+            if not path.is_file():
+                raise UsageError(_not_found(path))
             try:
                 ch = chapter(path.stem) if path.stem in {c.stem for c in CHAPTERS} else chapter(path.stem[:2])
             except KeyError:
@@ -123,7 +126,7 @@ def resolve(args_chapters: list[str], folder: Path | None) -> list[tuple[Chapter
                 ) from None
         else:
             try:
-                ch = chapter(arg.strip())
+                ch = find_chapter(arg)
             except KeyError as error:
                 raise UsageError(str(error.args[0])) from None
             if folder is None:
@@ -132,6 +135,19 @@ def resolve(args_chapters: list[str], folder: Path | None) -> list[tuple[Chapter
         chosen.setdefault(ch.stem, (ch, path))
     order = [c.stem for c in CHAPTERS]
     return sorted(chosen.values(), key=lambda pair: order.index(pair[0].stem))
+
+
+def _not_found(path: Path) -> str:
+    """A "file not found" message, with the notebooks of that folder whose names are close ("did you mean")."""
+    from workbook.names import did_you_mean
+
+    if path.is_dir():
+        return f"{path} is a folder, not a notebook (to grade the notebooks in it: --dir {path})."
+    folder = path.parent
+    if not folder.is_dir():
+        return f"{path}: file not found (there is no folder {folder})."
+    nearby = [p.name for p in folder.glob("*.ipynb")]
+    return f"{path}: file not found.{did_you_mean(path.name, nearby)}"
 
 
 def _first_message(entry: dict) -> str:
@@ -272,8 +288,15 @@ def run(args: argparse.Namespace) -> int:
             f"attempted, {summary['error']} not gradable, of {summary['total']} exercises ({seconds:.1f} s)."
         )
         if not summary["ok"]:
-            print(
-                "Exit status 1: not every exercise passes yet. Run `check(NAME)` in the notebook for "
-                "the details of one, or add --verbose here."
+            missing = [Path(ch["path"]).name for ch in chapters if ch["status"] == "missing"]
+            unfinished = any(
+                ex["state"] != "passed" for ch in chapters if ch["status"] != "missing" for ex in ch["exercises"]
             )
+            if missing:
+                print(f"Exit status 1: notebook(s) not found: {', '.join(missing)}.")
+            if unfinished:
+                print(
+                    f"{'Also' if missing else 'Exit status 1'}: not every exercise passes yet. Run `check(NAME)` "
+                    "in the notebook for the details of one, or add --verbose here."
+                )
     return 0 if summary["ok"] else 1

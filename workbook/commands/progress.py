@@ -1,13 +1,12 @@
-"""``workbook status / hint / solution / reset / build``: your progress and the chapter notebooks.
+"""``workbook status / hint / solution / reset``: your progress and the chapter notebooks.
 
 * ``workbook status``: every chapter and exercise: passed / failed / not attempted, hints used,
   solution viewed (read from the progress file, see ``workbook.progress``).
 * ``workbook hint NAME`` / ``workbook solution NAME``: the same as ``hint(NAME)`` / ``solution(NAME)``
   in a notebook, in the terminal.
 * ``workbook reset CHAPTER``: the pristine notebook again; yours is kept as a dated backup.
-* ``workbook build``: regenerate the notebooks from ``workbook/content`` and the pictures in ``assets/``
-  from ``workbook/diagrams.py`` (``--check``: only report drift; ``--solved``: also build and execute
-  the solved copies).
+
+``workbook build`` (a developer command) lives in ``workbook.commands.build``.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from workbook.chapters import CHAPTERS, chapter
+from workbook.chapters import CHAPTERS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="show the next hint for an exercise",
         description="Shows the next hint for NAME (each call goes one step further).",
     )
-    hint.add_argument("name", metavar="NAME", help="exercise name, e.g. softmax or MultiHeadAttention")
+    hint.add_argument(
+        "name", metavar="NAME", nargs="?", help="exercise name, e.g. softmax or MultiHeadAttention (any case)"
+    )
     hint.add_argument("--number", "-n", type=int, default=None, help="show this hint (1, 2, ...) instead of the next")
     hint.set_defaults(func=run_hint)
 
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="show the reference solution of an exercise",
         description="Prints the reference source of NAME (noted in your progress).",
     )
-    solution.add_argument("name", metavar="NAME", help="exercise name, e.g. TokenEmbedding")
+    solution.add_argument("name", metavar="NAME", nargs="?", help="exercise name, e.g. TokenEmbedding (any case)")
     solution.set_defaults(func=run_solution)
 
     reset = subparsers.add_parser(
@@ -55,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "chapters folder. Your current notebook is first copied to backups/<stem>-<date>.ipynb in that "
         "folder; nothing is ever deleted.",
     )
-    reset.add_argument("chapter", metavar="CHAPTER", help="e.g. 03, 03_attention or MultiHeadAttention")
+    reset.add_argument("chapter", metavar="CHAPTER", nargs="?", help="e.g. 03, 03_attention or MultiHeadAttention")
     reset.add_argument(
         "--chapters-dir",
         type=Path,
@@ -63,32 +64,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="folder with your chapter notebooks (default: ./chapters, or . when it holds them)",
     )
     reset.set_defaults(func=run_reset)
-
-    for name in ("build", "generate"):
-        build = subparsers.add_parser(
-            name,
-            help="regenerate the chapter notebooks from their sources"
-            + (" (alias of build)" if name == "generate" else ""),
-            description="Regenerates chapters/<stem>.ipynb from workbook/content/<stem>.md and the "
-            "reference in solutions/, and the pictures in assets/ (beside the output folder) from "
-            "workbook/diagrams.py. With --solved, also builds and executes chapters/solved/.",
-        )
-        build.add_argument(
-            "chapters", nargs="*", metavar="CHAPTER", help="only these chapters (default: all with a source)"
-        )
-        build.add_argument(
-            "--check",
-            action="store_true",
-            help="write nothing; exit 1 when a notebook or a picture in assets/ differs from its source",
-        )
-        build.add_argument("--solved", action="store_true", help="also build and execute the solved copies (slow)")
-        build.add_argument(
-            "--out",
-            type=Path,
-            default=None,
-            help="output folder (default: the repository's chapters/); the pictures go to its sibling assets/",
-        )
-        build.set_defaults(func=run_build)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -136,11 +111,17 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _exercise_or_fail(name: str) -> str | None:
-    from workbook.learner import exercise_name
+def _exercise_or_fail(name: str | None, command: str) -> str | None:
+    from workbook.names import exercise, exercises_listed
 
+    if name is None:
+        print(
+            f"Which exercise? `workbook {command} NAME`, with NAME one of: {exercises_listed()}.",
+            file=sys.stderr,
+        )
+        return None
     try:
-        return exercise_name(name)
+        return exercise(name)
     except ValueError as error:
         print(error, file=sys.stderr)
         return None
@@ -149,7 +130,7 @@ def _exercise_or_fail(name: str) -> str | None:
 def run_hint(args: argparse.Namespace) -> int:
     from workbook.learner import hint
 
-    name = _exercise_or_fail(args.name)
+    name = _exercise_or_fail(args.name, "hint")
     if name is None:
         return 2
     try:
@@ -163,7 +144,7 @@ def run_hint(args: argparse.Namespace) -> int:
 def run_solution(args: argparse.Namespace) -> int:
     from workbook.learner import solution
 
-    name = _exercise_or_fail(args.name)
+    name = _exercise_or_fail(args.name, "solution")
     if name is None:
         return 2
     print(solution(name))
@@ -182,10 +163,32 @@ def default_chapters_dir() -> Path:
     return CHAPTERS_DIR
 
 
+def keep_backup(target: Path) -> Path:
+    """Copy the notebook ``target`` to ``backups/<stem>-<date>.ipynb`` beside it, never over an
+    earlier backup (``workbook reset``, ``workbook build --force``)."""
+    backups = target.parent / "backups"
+    backups.mkdir(exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = backups / f"{target.stem}-{stamp}.ipynb"
+    n = 1
+    while path.exists():
+        n += 1
+        path = backups / f"{target.stem}-{stamp}-{n}.ipynb"
+    shutil.copy2(target, path)
+    return path
+
+
 def run_reset(args: argparse.Namespace) -> int:
     from workbook.files import atomic_write
+    from workbook.names import chapter, chapters_listed
     from workbook.notebooks import learner_notebook_text
 
+    if args.chapter is None:
+        print(
+            f"Which chapter? `workbook reset CHAPTER`, e.g. `workbook reset 03`; the chapters: {chapters_listed()}.",
+            file=sys.stderr,
+        )
+        return 2
     try:
         info = chapter(args.chapter)
         pristine = learner_notebook_text(info.stem)
@@ -199,47 +202,7 @@ def run_reset(args: argparse.Namespace) -> int:
         if target.read_text(encoding="utf-8") == pristine:
             print(f"{target} is already pristine; nothing to do.")
             return 0
-        backups = folder / "backups"
-        backups.mkdir(exist_ok=True)
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        backup = backups / f"{info.stem}-{stamp}.ipynb"
-        n = 1
-        while backup.exists():  # never overwrite an earlier backup
-            n += 1
-            backup = backups / f"{info.stem}-{stamp}-{n}.ipynb"
-        shutil.copy2(target, backup)
-        print(f"Your notebook was saved as {backup}")
+        print(f"Your notebook was saved as {keep_backup(target)}")
     atomic_write(target, pristine)
     print(f"{target} is the pristine chapter {info.stem[:2]} again. (Your progress is kept: `workbook status`.)")
-    return 0
-
-
-def run_build(args: argparse.Namespace) -> int:
-    from workbook import diagrams, notebooks
-
-    out = args.out or notebooks.CHAPTERS_DIR
-    try:
-        stems = [chapter(c).stem for c in args.chapters] or None
-        assets = Path(out).parent / "assets"  # the pictures (workbook/diagrams.py) live beside chapters/
-        if args.check:
-            drift = notebooks.drifted(out, stems) + notebooks.stale_solved(out / "solved", stems)
-            drift += diagrams.drifted_assets(assets)
-            for line in drift:
-                print(f"out of date: {line}")
-            if drift:
-                print("Run `workbook build` to regenerate them.", file=sys.stderr)
-                return 1
-            print("All chapter notebooks and pictures match their sources.")
-            return 0
-        pictures = diagrams.write_assets(assets)
-        if pictures:
-            print(f"{len(pictures)} picture(s) written" + "".join(f"\n  {p}" for p in pictures))
-        written = notebooks.write_learner_notebooks(out, stems)
-        print(f"{len(written)} learner notebook(s) written" + "".join(f"\n  {p}" for p in written))
-        if args.solved:
-            solved = notebooks.write_solved_notebooks(out / "solved", stems)
-            print(f"{len(solved)} solved notebook(s) executed and written" + "".join(f"\n  {p}" for p in solved))
-    except (KeyError, FileNotFoundError, notebooks.SourceError) as error:
-        print(error.args[0] if error.args else error, file=sys.stderr)
-        return 2
     return 0
