@@ -67,6 +67,24 @@ MODULES = (
     "heldout_shoutu_transformer",
     "heldout_shaoyuanxun_transformer",
     "heldout_saccinzz_attention",
+    # held-out round 2 (issue 22): expectations committed before grading
+    "heldout2_mukang98_own_transformer",
+    "heldout2_kveps_motion_prediction",
+    "heldout2_neerabhy_text_summarization",
+    "heldout2_cocaer_simplenmt",
+    "heldout2_hannlp_simplenmt",
+    "heldout2_dwzhang00_offline_translation",
+    "heldout2_svetimfm_transformer_training_interface",
+    "heldout2_yondijr_ner_transformer",
+    "heldout2_admsit0_tfg",
+    "heldout2_danhorvath_levenshtein_transformer",
+    "heldout2_joan_of_arc_transformer_study_cases",
+    "heldout2_mancanelli_phydi",
+    "heldout2_pikagu_mlsys",
+    "heldout2_sinha_abhash_nmt_with_pytorch",
+    "heldout2_shaundashuaibi_project_transformer",
+    "heldout2_shawnspitzel_cs336",
+    "heldout2_rashikshahjahan_micrograd_extented",
 )
 
 
