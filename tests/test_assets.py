@@ -4,12 +4,14 @@
 * every SVG is plain SVG 1.1 with width, height and viewBox, its own light background, no scripts, no
   CSS, no external references;
 * every chapter's learner notebook shows its "you are here" architecture before its first exercise,
-  and every file of assets/ is shown by some chapter;
+  and every file of assets/ is shown by some chapter, embedded as the PNG rendered from its SVG
+  (``workbook/figures/``, kept in step with the SVG by the digest it records);
 * the architecture coloured by owner (chapter 12) tells "yours" from "reference" apart, with a legend.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -116,11 +118,15 @@ def test_each_svg_is_plain_svg_with_its_own_background(name):
 # --------------------------------------------------------------------------------------------------
 # The notebooks show them
 # --------------------------------------------------------------------------------------------------
+_DATA_URIS: dict[str, str] = {}
+
+
 def shown_assets(cell) -> list[str]:
-    """The assets/ files a Markdown cell shows (by the URL notebooks.asset_url gives them)."""
-    prefix = re.escape(notebooks.asset_url("NAME").partition("NAME")[0])
-    suffix = re.escape(notebooks.asset_url("NAME").partition("NAME")[2])
-    return re.findall(rf"!\[[^\]]+\]\({prefix}([A-Za-z0-9_.-]+){suffix}\)", cell.source)
+    """The assets/ files a Markdown cell shows (by the data: URI of their PNG, notebooks.asset_data_uri)."""
+    if not _DATA_URIS:
+        _DATA_URIS.update({notebooks.asset_data_uri(name): name for name in diagrams.ASSET_NAMES})
+    uris = re.findall(r"!\[[^\]]+\]\((data:image/png;base64,[A-Za-z0-9+/=]+)\)", cell.source)
+    return [_DATA_URIS.get(uri, "(an embedded image not drawn from assets/)") for uri in uris]
 
 
 @pytest.mark.parametrize("stem", WRITTEN)
@@ -164,11 +170,64 @@ def test_the_explaining_pictures_are_in_their_chapters():
         assert any(name in shown_assets(c) for c in nb.cells if c.cell_type == "markdown"), (name, stem)
 
 
-def test_the_asset_url_is_on_the_repository_and_sanitized():
-    url = notebooks.asset_url("masks.svg")
-    path = notebooks.WORKBOOK_REPO_URL.removeprefix("https://github.com/")
-    assert url == f"https://raw.githubusercontent.com/{path}/{notebooks.WORKBOOK_BRANCH}/assets/masks.svg?sanitize=true"
-    assert notebooks.embed_assets("see ![the masks](assets/masks.svg) here") == f"see ![the masks]({url}) here"
+def test_a_picture_is_embedded_as_the_png_of_its_svg():
+    """No network needed: the notebook carries the PNG itself (FORMAT.md, "Pictures from assets/")."""
+    png = diagrams.figure_png("masks.svg")
+    uri = notebooks.asset_data_uri("masks.svg")
+    assert uri == "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    assert notebooks.embed_assets("see ![the masks](assets/masks.svg) here") == f"see ![the masks]({uri}) here"
+    for cell in nbformat.read(REPO / "chapters" / "08_decoder.ipynb", as_version=4).cells:
+        assert "raw.githubusercontent.com" not in cell.source and "](assets/" not in cell.source
+
+
+@pytest.mark.parametrize("name", diagrams.ASSET_NAMES)
+def test_each_png_is_rendered_from_the_current_svg_at_its_size(name):
+    from PIL import Image
+
+    svg = (ASSETS / name).read_text(encoding="utf-8")
+    root = parse(svg)
+    path = diagrams.FIGURES_DIR / diagrams.figure_name(name)
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.mode == "P", "a palette PNG: small"
+        assert image.size == (int(root.get("width")), int(root.get("height"))), "drawn at the SVG's own size"
+        assert image.text.get(diagrams.SOURCE_KEY) == diagrams.svg_digest(svg), (
+            f"{path} was rendered from another {name}: run `workbook build` and commit workbook/figures/"
+        )
+        assert min(image.convert("RGB").getpixel((image.width // 2, 3))) >= 250, "its light background"
+    assert path.stat().st_size < 40_000, "compressed"
+
+
+def test_figures_hold_exactly_the_pngs_of_the_svgs():
+    pngs = sorted(p.name for p in diagrams.FIGURES_DIR.iterdir())
+    assert pngs == sorted(map(diagrams.figure_name, diagrams.ASSET_NAMES))
+    assert diagrams.stale_figures() == []
+
+
+def test_a_changed_svg_makes_its_png_stale(tmp_path):
+    for name in diagrams.ASSET_NAMES:
+        (tmp_path / diagrams.figure_name(name)).write_bytes(diagrams.figure_png(name))
+    texts = diagrams.asset_texts()
+    assert diagrams.stale_figures(texts, tmp_path) == []
+    texts["masks.svg"] = texts["masks.svg"].replace("future mask", "futur mask")
+    (tmp_path / "residual.png").unlink()
+    assert diagrams.stale_figures(texts, tmp_path) == ["masks.svg", "residual.svg"]
+
+
+def test_the_png_renders_the_svg(tmp_path):
+    """Chromium renders an SVG at its size, into a palette PNG that records the SVG (skips without it)."""
+    pytest.importorskip("playwright", reason="no playwright: pip install -e '.[test]'")
+    if diagrams._chromium() is None:
+        pytest.skip("no chromium: apt-get install -y chromium")
+    from PIL import Image, ImageChops
+
+    text = diagrams.asset_texts()["residual.svg"]
+    png = diagrams.render_pngs({"residual.svg": text})["residual.svg"]
+    (tmp_path / "residual.png").write_bytes(png)
+    with Image.open(tmp_path / "residual.png") as new, Image.open(diagrams.FIGURES_DIR / "residual.png") as old:
+        assert new.text[diagrams.SOURCE_KEY] == diagrams.svg_digest(text) and new.size == old.size
+        # the same picture as the committed one, give or take anti-aliasing (fonts differ between machines)
+        difference = ImageChops.difference(new.convert("L"), old.convert("L"))
+        assert sum(difference.histogram()[65:]) < 0.02 * new.width * new.height
 
 
 def test_a_source_showing_an_unknown_picture_is_rejected(tmp_path):

@@ -12,16 +12,25 @@ with a generic font family), and every diagram sits on its own light rounded bac
 in dark themes too.
 
 * ``workbook build`` writes ``assets/`` (:func:`write_assets`); ``workbook build --check`` reports
-  drift (:func:`drifted_assets`). The notebooks show the files by URL (see
-  ``workbook/notebooks.py:asset_url`` and FORMAT.md, "Pictures from assets/").
+  drift (:func:`drifted_assets`).
+* The notebooks carry each picture inside them, as a PNG ``data:`` URI in the Markdown (so it shows
+  offline, on Colab and on GitHub alike; FORMAT.md, "Pictures from assets/"). The PNGs are derived
+  from the SVGs: ``workbook/figures/<stem>.png``, rendered by Chromium (the browser the pictures were
+  drawn for) and palette-compressed, each recording the SHA-256 of the SVG text it was rendered from.
+  A PNG is rendered again only when its SVG changes (:func:`write_figures`, called by
+  :func:`write_assets`), so regenerating the notebooks needs no browser and gives the same bytes on
+  every machine; a stale PNG is reported by :func:`drifted_assets`.
 * :func:`architecture_owners` draws the architecture coloured by whose part is in it ("yours" or
   "reference"), for chapter 12's assembly to display at runtime.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
 import re
+import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +41,9 @@ from workbook.files import atomic_write
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS_DIR = REPO_ROOT / "assets"
+# The PNGs the notebooks embed, rendered from the SVGs of assets/; inside the package, so that a plain
+# `pip install` (a teacher's `workbook course`) can still build notebooks that carry their pictures.
+FIGURES_DIR = Path(__file__).resolve().parent / "figures"
 
 FONT = "Helvetica, Arial, sans-serif"
 INK = "#1f2328"  # text
@@ -984,16 +996,127 @@ def asset_texts() -> dict[str, str]:
 
 
 def write_assets(out_dir: Path = ASSETS_DIR) -> list[Path]:
-    """(Re)write ``assets/``; only files whose text changes are touched. Returns the written paths."""
+    """(Re)write ``assets/``; only files whose text changes are touched. Returns the written paths,
+    the PNGs of ``workbook/figures/`` rendered again because their SVG changed included."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in asset_texts().items():
+    texts = asset_texts()
+    for name, text in texts.items():
         target = out_dir / name
         if not target.exists() or target.read_bytes() != text.encode("utf-8"):
             atomic_write(target, text)
             written.append(target)
+    return written + write_figures(texts)
+
+
+# --------------------------------------------------------------------------------------------------
+# The PNGs the notebooks embed (workbook/figures/), derived from the SVGs
+# --------------------------------------------------------------------------------------------------
+# The PNG's text chunk that names the SVG it was rendered from (the SHA-256 of the SVG text).
+SOURCE_KEY = "svg-sha256"
+
+
+def figure_name(name: str) -> str:
+    """``attention.svg`` -> ``attention.png``: the file of ``workbook/figures/`` drawn from it."""
+    return name.removesuffix(".svg") + ".png"
+
+
+def svg_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def figure_source(path: Path) -> str | None:
+    """The SVG digest a PNG of ``workbook/figures/`` records, or None (not one of ours, unreadable)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.text.get(SOURCE_KEY)  # type: ignore[attr-defined]
+    except (OSError, ValueError):
+        return None
+
+
+def figure_png(name: str, figures_dir: Path = FIGURES_DIR) -> bytes:
+    """The PNG bytes a notebook embeds for ``assets/<name>``."""
+    path = Path(figures_dir) / figure_name(name)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `workbook build` (it renders the SVGs of assets/)")
+    return path.read_bytes()
+
+
+def stale_figures(texts: Mapping[str, str] | None = None, figures_dir: Path = FIGURES_DIR) -> list[str]:
+    """The SVG names whose PNG is missing or was rendered from another SVG text."""
+    texts = asset_texts() if texts is None else texts
+    figures_dir = Path(figures_dir)
+    return [name for name, text in texts.items() if figure_source(figures_dir / figure_name(name)) != svg_digest(text)]
+
+
+def write_figures(texts: Mapping[str, str] | None = None, figures_dir: Path = FIGURES_DIR) -> list[Path]:
+    """Render the PNG of every SVG whose PNG is stale (Chromium, through playwright: only when a
+    picture changed); drop PNGs no SVG makes. Returns the written paths."""
+    texts = asset_texts() if texts is None else texts
+    figures_dir = Path(figures_dir)
+    stale = stale_figures(texts, figures_dir)
+    written = []
+    if stale:
+        for name, png in render_pngs({name: texts[name] for name in stale}).items():
+            written.append(atomic_write(figures_dir / figure_name(name), png))
+    wanted = {figure_name(name) for name in texts}
+    for path in sorted(figures_dir.glob("*.png")) if figures_dir.is_dir() else ():
+        if path.name not in wanted:
+            path.unlink()
     return written
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def render_pngs(texts: Mapping[str, str]) -> dict[str, bytes]:
+    """Each SVG rendered at its own size by headless Chromium, as a compressed PNG recording its SVG.
+
+    Chromium, because browsers are what the SVGs were drawn for: it substitutes fonts per glyph as
+    the notebook front ends do (cairo, for one, leaves a hole for a glyph like U+221D that the
+    sans-serif font lacks). Needs playwright (the ``test`` extra) and Debian's chromium (or
+    playwright's own build)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as error:
+        raise RuntimeError(
+            f"{len(texts)} picture(s) of assets/ changed ({', '.join(texts)}): rendering their PNGs needs "
+            "playwright and chromium: pip install -e '.[test]' and apt-get install -y chromium"
+        ) from error
+    pngs = {}
+    with sync_playwright() as driver:
+        executable = _chromium()
+        browser = driver.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(device_scale_factor=1)
+            for name, text in texts.items():
+                width, height = (int(v) for v in re.search(r'width="(\d+)" height="(\d+)"', text).groups())
+                page.set_viewport_size({"width": width, "height": height})
+                page.set_content(f"<!DOCTYPE html><html><body style='margin:0'>{text}</body></html>")
+                shot = page.screenshot(clip={"x": 0, "y": 0, "width": width, "height": height})
+                pngs[name] = compress_png(shot, svg_digest(text))
+        finally:
+            browser.close()
+    return pngs
+
+
+def compress_png(png: bytes, source: str) -> bytes:
+    """A screenshot as a 256-colour palette PNG (octree, no dithering: flat colours and anti-aliased
+    edges stay within a few levels of the original, at a third of the size), with ``source`` (the
+    SVG's digest) in a text chunk and nothing else that could change between runs."""
+    from PIL import Image, PngImagePlugin
+
+    with Image.open(io.BytesIO(png)) as shot:
+        image = shot.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(SOURCE_KEY, source)
+    out = io.BytesIO()
+    image.save(out, "PNG", optimize=True, pnginfo=info)
+    return out.getvalue()
 
 
 def drifted_assets(out_dir: Path = ASSETS_DIR) -> list[str]:
@@ -1011,4 +1134,6 @@ def drifted_assets(out_dir: Path = ASSETS_DIR) -> list[str]:
         for path in sorted(out_dir.iterdir()):
             if path.name not in texts:
                 out.append(f"{path} (not drawn by workbook/diagrams.py: delete it, or draw it there)")
+    for name in stale_figures(texts):
+        out.append(f"{FIGURES_DIR / figure_name(name)} (not rendered from the current {name}: run `workbook build`)")
     return out

@@ -268,36 +268,44 @@ def colab_url(stem: str) -> str:
     return f"https://colab.research.google.com/github/{path}/blob/{WORKBOOK_BRANCH}/chapters/{stem}.ipynb"
 
 
-# How a notebook shows a picture of assets/: by its absolute URL on GitHub, from the branch the
-# "Open in Colab" badges open, with ?sanitize=true (without it raw.githubusercontent.com serves an SVG
-# as text/plain, and browsers refuse to draw it). Why not the alternatives (FORMAT.md, "Pictures
-# from assets/"):
-# * a relative path (../assets/x.svg) shows on GitHub, JupyterLab, Notebook 7 and VS Code, but not on
-#   Colab: a notebook opened from GitHub there has no folder around it;
-# * a cell attachment (attachment:x.svg): Colab renders no attachments at all (googlecolab/colabtools
-#   #3836), and JupyterLab renders no SVG attachment (jupyterlab/jupyterlab #10464);
-# * an inline data: URI: Colab draws no SVG data: URI (googlecolab/colabtools #2092).
-# An absolute https URL shows in all five. The cost: the pictures need a network connection (the alt
-# text shows offline), and they show the branch's current drawing.
-def asset_url(name: str) -> str:
-    """The URL by which a notebook shows ``assets/<name>``."""
-    path = WORKBOOK_REPO_URL.removeprefix("https://github.com/")
-    return f"https://raw.githubusercontent.com/{path}/{WORKBOOK_BRANCH}/assets/{name}?sanitize=true"
+# How a notebook shows a picture of assets/: inside itself, as the PNG of workbook/figures/ (rendered
+# from the SVG, diagrams.render_pngs) in a data: URI in the Markdown, `![alt](data:image/png;base64,...)`.
+# That is the one reference that shows, with no network, in JupyterLab, Notebook 7, VS Code, Colab,
+# GitHub's viewer and nbconvert's HTML (nbgrader's feedback). Why not the alternatives (FORMAT.md,
+# "Pictures from assets/"):
+# * an absolute URL (raw.githubusercontent.com): broken offline and while the repository is private;
+# * a relative path (../assets/x.svg): not on Colab (a notebook opened from GitHub has no folder
+#   around it), nor in nbgrader's feedback HTML (a lone file);
+# * a cell attachment (attachment:x.png): Colab renders none (googlecolab/colabtools#3836), nor does
+#   GitHub's viewer; and JupyterLab renders no SVG attachment (jupyterlab/jupyterlab#10464);
+# * an SVG data: URI: Colab draws none (googlecolab/colabtools#2092);
+# * a stored image output of a code cell: the learner notebook has no outputs, nbgrader's release
+#   clears them, and "Clear all outputs" would take the pictures along.
+def asset_data_uri(name: str) -> str:
+    """The ``data:`` URI by which a notebook shows ``assets/<name>`` (its PNG, base64)."""
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(diagrams.figure_png(name)).decode("ascii")
+
+
+def asset_image(alt: str, name: str) -> str:
+    """The Markdown image that shows ``assets/<name>``: ``![alt](data:image/png;base64,...)``."""
+    return f"![{alt}]({asset_data_uri(name)})"
 
 
 def embed_assets(markdown: str) -> str:
-    """``![alt](assets/NAME.svg)`` -> ``![alt](<asset_url(NAME)>)``."""
-    return ASSET_IMAGE.sub(lambda m: f"![{m.group(1)}]({asset_url(m.group(2))})", markdown)
+    """``![alt](assets/NAME.svg)`` -> ``![alt](data:image/png;base64,<the PNG of NAME>)``."""
+    return ASSET_IMAGE.sub(lambda m: asset_image(m.group(1), m.group(2)), markdown)
 
 
 def you_are_here_markdown(info: Chapter) -> str:
     """The header's "you are here" picture: the architecture with this chapter's part outlined."""
     name = diagrams.architecture_asset(info)
-    return (
-        f"![The Transformer's architecture (the paper's Figure 1), with what chapter {info.stem[:2]} builds "
-        f"outlined in red]({asset_url(name)})\n\n"
-        "*You are here:* the parts outlined in red are what this chapter builds."
+    alt = (
+        f"The Transformer's architecture (the paper's Figure 1), with what chapter {info.stem[:2]} builds "
+        "outlined in red"
     )
+    return asset_image(alt, name) + "\n\n*You are here:* the parts outlined in red are what this chapter builds."
 
 
 def header_markdown(source: ChapterSource) -> str:
