@@ -75,10 +75,22 @@ DIAGNOSES: dict[str, Diagnosis] = {
         _g("torch.pow"),
     ),
     "pe_wrong_layout": Diagnosis(
-        "(checker) Your table holds the right sines and cosines, but in the wrong places: section 3.5 "
-        "interleaves them (sine at 2i, cosine at 2i+1) instead of putting all sines first.",
+        "(checker) Your table's sines and cosines are in the wrong places: section 3.5 interleaves them "
+        "(sine at feature 2i, cosine at 2i+1) instead of putting all the sines first and all the cosines after.",
         "3.5",
         _g("torch.Tensor.index_put_"),
+    ),
+    "pe_table_rows": Diagnosis(
+        "(checker) Your table `pe` has another number of rows than max_seq_length: it needs one row per "
+        "position a sequence can have, and positions count from 0.",
+        "3.5",
+        _g("torch.arange"),
+    ),
+    "pe_positions_from_one": Diagnosis(
+        "(checker) Your positions start at 1: the first token of a sequence is at position pos = 0 in the "
+        "formulas of section 3.5 (look at the numbers you give torch.arange, and at the rows you add).",
+        "3.5",
+        _g("torch.arange"),
     ),
     "pe_not_buffer": Diagnosis(
         "Your table `pe` is not registered as a buffer: a plain attribute does not follow the model "
@@ -239,6 +251,19 @@ DIAGNOSES: dict[str, Diagnosis] = {
         "5.4",
         _g("torch.nn.Dropout"),
     ),
+    "ffn_conv1d": Diagnosis(
+        "(checker) Your feed-forward network is built from convolutions (nn.Conv1d with kernel_size=1): that "
+        "computes the same position-wise map, but the contract's W_1 and W_2 are nn.Linear layers, whose "
+        "weights have no kernel axis and which need no transposing of the input.",
+        "3.3",
+        _g("torch.nn.Linear"),
+    ),
+    "ffn_hidden_width": Diagnosis(
+        "(checker) Your feed-forward network's hidden layer does not have d_ff features: equation 2's inner "
+        "layer has dimensionality d_ff (2048 in the paper), the constructor's second argument.",
+        "3.3",
+        _g("torch.nn.Linear"),
+    ),
     # ---------------------------------------------------------------- chapter 06: layer norm
     "ln_unbiased_variance": Diagnosis(
         "Your variance divides by d-1 (the unbiased estimate, torch's default for .var() and .std()); "
@@ -323,6 +348,14 @@ DIAGNOSES: dict[str, Diagnosis] = {
         "3.1",
         _g("torch.nn.LayerNorm"),
     ),
+    "embedding_layer_norm": Diagnosis(
+        "(checker) Your stack normalises the embeddings: it has a LayerNorm of its own on the sum of the scaled "
+        "embeddings and the positional encodings, before the first layer (as BERT does). The paper's stack has "
+        "no norm there: the sum goes through dropout straight into the first layer, and each layer's own norms "
+        "do the normalising.",
+        "3.4",
+        _g("torch.nn.LayerNorm"),
+    ),
     "pe_not_added": Diagnosis(
         "(checker) Your stack's output is what it would be without the positional encoding: the "
         "positions are never added to the embeddings.",
@@ -340,6 +373,20 @@ DIAGNOSES: dict[str, Diagnosis] = {
         "dropout to each sub-layer's output before the residual add.",
         "5.4",
         _g("torch.nn.Dropout"),
+    ),
+    "dropout_per_sublayer": Diagnosis(
+        "(checker) Your dropout is not applied once to each sub-layer's output: section 5.4 applies dropout "
+        "to the output of EVERY sub-layer, exactly once, before it is added to the sub-layer's input and "
+        "normalised. Follow each sub-layer's output in your forward, from the sub-layer to its residual add.",
+        "5.4",
+        _g("torch.nn.Dropout"),
+    ),
+    "sublayer_unused": Diagnosis(
+        "(checker) One of your layer's sub-layers has no effect on its output: each sub-layer's result is "
+        "what the residual connection adds to the sub-layer's input, x + Sublayer(x). Look at what your "
+        "forward adds after computing it.",
+        "3.1",
+        "",
     ),
     "cross_attn_kv_from_decoder": Diagnosis(
         "Your cross-attention takes its keys and values from the decoder: they come from the encoder "
@@ -466,6 +513,21 @@ DIAGNOSES: dict[str, Diagnosis] = {
         "5.3",
         f"{DOCS}optim.html#how-to-adjust-learning-rate",
     ),
+    "lr_times_initial_lr": Diagnosis(
+        "(checker) Your rate is equation 3 multiplied by the learning rate the optimizer was built with. Equation 3 "
+        "is the rate itself: the scheduler overwrites the optimizer's lr, whatever number it started from "
+        "(torch's LambdaLR multiplies its lambda by that initial lr, so with LambdaLR the optimizer must start "
+        "at lr=1).",
+        "5.3",
+        f"{DOCS}generated/torch.optim.lr_scheduler.LambdaLR.html",
+    ),
+    "lr_constant": Diagnosis(
+        "(checker) Your learning rate is the same at every step: equation 3 of section 5.3 depends on the step "
+        "number, rising linearly during the warmup and then decaying. Look at where your scheduler computes the "
+        "rate and whether the step number it uses changes from one call to the next.",
+        "5.3",
+        f"{DOCS}optim.html#how-to-adjust-learning-rate",
+    ),
     "lr_factor_ignored": Diagnosis(
         "Your rate ignores `factor`: it multiplies the whole formula.",
         "5.3",
@@ -509,6 +571,14 @@ DIAGNOSES: dict[str, Diagnosis] = {
         "have emitted the end token.",
         "6.1",
         "",
+    ),
+    "greedy_pads_to_max_len": Diagnosis(
+        "(checker) Your greedy decoding returns max_len columns even when every row finished earlier: the "
+        "columns after the last row's end token are padding only. The contract's output is [B, L] with "
+        "L <= max_len: it ends at the step where the last row finished (look at what you do with the tokens "
+        "after the loop).",
+        "6.1",
+        _g("torch.cat"),
     ),
     "greedy_no_padding_after_end": Diagnosis(
         "A row that has finished keeps getting real tokens: after its end token, fill it with padding.",

@@ -64,6 +64,7 @@ def table_hypotheses(d: int, n: int) -> dict:
         "pe_wrong_frequencies#negative": sinusoid_table(d, n, exponent=lambda k, d: -2 * k / d),
         "pe_wrong_layout": sinusoid_table(d, n, interleave=False),
         "pe_wrong_layout#swapped": sinusoid_table(d, n, interleave=False, swap=True),
+        "pe_positions_from_one": sinusoid_table(d, n + 1)[:, 1:],
     }
 
 
@@ -93,11 +94,13 @@ def pe_is_a_buffer_of_the_right_shape(ctx: Ctx) -> None:
     if not isinstance(pe, torch.Tensor):
         raise Fail("Your PositionalEncoding has no tensor attribute `pe` (the table of section 3.5).")
     if list(pe.shape) != [1, MAX_LEN, D_MODEL]:
-        raise Fail(
+        message = (
             f"`pe` should have shape [1, max_seq_length, d_model] = [1, {MAX_LEN}, {D_MODEL}], "
-            f"but yours has shape {list(pe.shape)}.",
-            ["pe_wrong_axis"] if sorted(pe.shape) == sorted([1, MAX_LEN, D_MODEL]) else [],
+            f"but yours has shape {list(pe.shape)}."
         )
+        if list(pe.shape) == [1, MAX_LEN + 1, D_MODEL]:
+            raise Fail(f"{message}\n{_extra_row(module)}", ["pe_table_rows"]) from None
+        raise Fail(message, ["pe_wrong_axis"] if sorted(pe.shape) == sorted([1, MAX_LEN, D_MODEL]) else [])
     buffers = dict(module.named_buffers())
     params = dict(module.named_parameters())
     if "pe" in params or "pe" not in buffers:
@@ -109,6 +112,26 @@ def pe_is_a_buffer_of_the_right_shape(ctx: Ctx) -> None:
             "sinusoidal encoding of section 3.5 is fixed, nothing in it is learned.",
             ["pe_not_buffer"],
         )
+
+
+def _extra_row(module) -> str:
+    """What a table of max_seq_length + 1 rows is used for: which rows the learner's forward adds."""
+    words = (
+        f"That is max_seq_length + 1 = {MAX_LEN + 1} rows: one row per position 0, 1, ..., max_seq_length - 1 "
+        "is all a sequence of at most max_seq_length tokens can use."
+    )
+    x = torch.zeros(1, 5, D_MODEL)
+    try:
+        added = _run(module, x.clone()).detach().double()
+    except Fail:
+        return words
+    table = sinusoid_table(D_MODEL, 6)
+    if added.shape == (1, 5, D_MODEL) and torch.allclose(added, table[:, 1:], atol=1e-4):
+        words += (
+            " And your forward adds the rows of positions 1 to S (its positions start at 1): in section 3.5 the "
+            "first token is at position 0, whose row is sin(0) = 0 on the even features and cos(0) = 1 on the odd ones."
+        )
+    return words
 
 
 @SPEC.test("shapes")
@@ -130,7 +153,10 @@ def the_table_matches_the_paper(ctx: Ctx) -> None:
         compare(pe, expected, "Your table `pe`", table_hypotheses(D_MODEL, MAX_LEN), atol=1e-4)
     except Fail as fail:
         ids, message = fail.diagnoses, fail.message
-        if not ids and pe.shape == expected.shape:
+        halves = _halves_layout(pe.double()[0], expected[0]) if not ids and pe.shape == expected.shape else None
+        if halves is not None:
+            ids, message = halves[0], f"{message}\n{halves[1]}"
+        elif not ids and pe.shape == expected.shape:
             p = pe.double()
             if torch.allclose(p[..., 0::2] ** 2 + p[..., 1::2] ** 2, torch.ones(()).double(), atol=1e-3):
                 ids = ["pe_wrong_frequencies"]  # sine/cosine pairs, other frequencies
@@ -140,6 +166,35 @@ def the_table_matches_the_paper(ctx: Ctx) -> None:
                     ids, message = ["pe_wrong_frequencies"], f"{message}\n{found}"
         shown = picture("Your table `pe`", pe, expected, "position", "feature")  # in the notebook only
         raise Fail(message, ids, shown) from None
+
+
+def _halves_layout(pe: torch.Tensor, expected: torch.Tensor) -> tuple[list[str], str] | None:
+    """A table [n, d] laid out in halves (fairseq's and tensor2tensor's layout): at position 0 the first
+    d/2 features are 0 and the last d/2 are 1, so the sines fill the first half and the cosines the second.
+    (ids, words), the frequencies examined too once the halves are interleaved; None when it is not that."""
+    d = pe.shape[-1]
+    half = d // 2
+    if d % 2 or d < 4:
+        return None
+    zeros, ones = torch.zeros(()).double(), torch.ones(()).double()
+    if not (torch.allclose(pe[0, :half], zeros, atol=1e-4) and torch.allclose(pe[0, half:], ones, atol=1e-4)):
+        return None
+    words = (
+        f"Your table puts all the sines in the first half of the features (0 to {half - 1}) and all the cosines "
+        f"in the second half ({half} to {d - 1}): at position 0 its row is {half} zeros, then {half} ones. "
+        "Section 3.5 interleaves them: the sine at each even feature 2i and its cosine at the odd feature 2i+1 "
+        "right after it."
+    )
+    interleaved = torch.zeros_like(pe)
+    interleaved[:, 0::2], interleaved[:, 1::2] = pe[:, :half], pe[:, half:]
+    if torch.allclose(interleaved, expected, atol=1e-4):
+        return ["pe_wrong_layout"], words
+    found = _frequency_differences(interleaved, expected)
+    if found:
+        return ["pe_wrong_layout", "pe_wrong_frequencies"], (
+            f"{words}\nBesides, put back in the interleaved order, your columns still differ. {found}"
+        )
+    return ["pe_wrong_layout"], words
 
 
 def _is_sinusoid(column: torch.Tensor) -> bool:

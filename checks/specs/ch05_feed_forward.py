@@ -11,6 +11,7 @@ from ..core import Ctx, Fail, Spec, learner_call
 from .common import (
     D_FF,
     D_MODEL,
+    _is_remote,
     compare,
     expect_forward_signature,
     expect_init_signature,
@@ -24,7 +25,69 @@ SPEC = Spec("FeedForwardNetwork", solutions.FeedForwardNetwork)
 
 
 def _pair(ctx: Ctx):
-    return make_pair(ctx, D_MODEL, D_FF)
+    try:
+        return make_pair(ctx, D_MODEL, D_FF)
+    except Fail as fail:
+        if not any(key in fail.message for key in ("wrong shape", "missing", "unexpected")):
+            raise
+        found = _structure_problems(ctx)
+        if not found:
+            raise
+        raise Fail("\n".join([fail.message, *(words for words, _ in found)]), [d for _, d in found]) from None
+
+
+def _kind(module) -> str:
+    """The class name of a sub-module (of a handle on the judge's worker too)."""
+    return str(getattr(module, "_type", "")) if _is_remote(module) else type(module).__name__
+
+
+def _hidden_width(ctx: Ctx, d_ff: int) -> int | None:
+    """How many features W_1 of the learner's FeedForwardNetwork(D_MODEL, d_ff) produces (read off the
+    shape of its `W_1.weight`, the first axis for a linear map and for a convolution alike)."""
+    try:
+        module = ctx.new(D_MODEL, d_ff)
+        weight = learner_call(module.state_dict, what="state_dict()").get("W_1.weight")
+    except Fail:
+        return None
+    return int(weight.shape[0]) if isinstance(weight, torch.Tensor) and weight.dim() >= 2 else None
+
+
+def _structure_problems(ctx: Ctx) -> list[tuple[str, str]]:
+    """After a parameter mismatch: what the module tree shows, as (words, diagnosis id). Each of W_1 and
+    W_2 that is a convolution (nn.Conv1d with kernel size 1 computes the same function on [B, d, S]), and a
+    hidden width that is not d_ff (4 * d_model, GPT's fixed width, is named)."""
+    try:
+        module = ctx.new(D_MODEL, D_FF)
+    except Fail:
+        return []
+    found: list[tuple[str, str]] = []
+    convs = [name for name in ("W_1", "W_2") if "Conv" in _kind(getattr(module, name, None))]
+    if convs:
+        kinds = " and ".join(f"`{name}` is an nn.{_kind(getattr(module, name))}" for name in convs)
+        found.append(
+            (
+                f"Your {kinds}: a convolution's weight has a kernel axis ([out, in, kernel_size]), and it works on "
+                "[B, d, S] inputs (features before positions). The contract's W_1 and W_2 are nn.Linear layers "
+                "(weight [out, in]) that work on the last axis of [..., d] directly, so that the paper's weights "
+                "load by name.",
+                "ffn_conv1d",
+            )
+        )
+    width, other = _hidden_width(ctx, D_FF), _hidden_width(ctx, D_FF + 16)
+    if width is not None and width != D_FF:
+        if width == 4 * D_MODEL and other == width:
+            words = (
+                f"Your hidden layer is 4 * d_model = {width} features wide whatever d_ff is (built with "
+                f"d_ff={D_FF} and with d_ff={D_FF + 16}, W_1 gives {width} features both times): its width "
+                "should be the d_ff the constructor is given."
+            )
+        else:
+            words = (
+                f"Built as FeedForwardNetwork(d_model={D_MODEL}, d_ff={D_FF}), your hidden layer is {width} features "
+                f"wide: W_1 should map d_model features to d_ff = {D_FF}, and W_2 back to d_model."
+            )
+        found.append((words, "ffn_hidden_width"))
+    return found
 
 
 def _run(module, x):

@@ -12,7 +12,7 @@ import torch
 
 import solutions
 
-from ..core import Ctx, Fail, Skip, Spec, learner_call
+from ..core import Ctx, Fail, Skip, Spec, learner_call, several
 from .common import (
     D_FF,
     D_MODEL,
@@ -35,6 +35,8 @@ from .common import (
     own_parts_check,
     padded_tokens,
     padding_mask,
+    randomise,
+    seed,
     zero_sublayer_outputs,
 )
 
@@ -140,6 +142,18 @@ def matches_the_post_norm_layer(ctx: Ctx) -> None:
             layer_hypotheses(ref, x, mask),
         )
     except Fail as fail:
+        unused = (
+            ""
+            if fail.diagnoses
+            else unused_sublayers(
+                ctx,
+                lambda: _layer_pair(ctx),
+                lambda m: _run_layer(m, x, mask),
+                [("self_attn.W_o", "self-attention"), ("feed_forward.W_2", "feed-forward")],
+            )
+        )
+        if unused:
+            raise Fail(f"{fail.message}\n{unused}", ["sublayer_unused"]) from None
         blame_submodules(
             ctx, lambda: _layer_pair(ctx), lambda m: m(x, mask), ["self_attn", "feed_forward", "norm1", "norm2"], fail
         )
@@ -163,6 +177,103 @@ def dropout_only_on_sublayer_outputs(ctx: Ctx) -> None:
                 "else, so dropout acts on more than the sub-layer outputs.",
                 ["dropout_after_residual"],
             )
+
+
+class Fixed(torch.nn.Module):
+    """Stands in for a sub-layer: returns a fixed tensor, whatever it is given."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("value", value)
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        return self.value.clone()
+
+
+def sublayer_dropout_check(mine, name: str, run, x: torch.Tensor, slots, norms) -> None:
+    """Where dropout acts, one sub-layer at a time (``mine`` built with dropout=0.5).
+
+    Each norm is replaced by a pass-through and each sub-layer in ``slots`` ((attribute, words) pairs) by a
+    module returning a fixed positive tensor, so that the layer's output is x plus what becomes of each
+    sub-layer's output on its way to the residual add. In eval mode that is x + the sum (else: skipped, the
+    layer does not call them as modules). In train mode, with one sub-layer's output kept and the others
+    zero, each entry must be 0 or twice the output (dropout with p=0.5 applied once): an output that comes
+    through unchanged got no dropout; entries of 0 or 4 times the output got it twice.
+    """
+    g = torch.Generator().manual_seed(5)
+    outputs = {attr: 1.0 + torch.rand(x.shape, generator=g, dtype=x.dtype) for attr, _ in slots}
+    try:
+        for norm in norms:
+            learner_call(setattr, mine, norm, PassThrough(), what=f"replacing {name}.{norm}")
+
+        def use(live: set[str]):
+            for attr, _ in slots:
+                value = outputs[attr] if attr in live else torch.zeros_like(x)
+                learner_call(setattr, mine, attr, Fixed(value), what=f"replacing {name}.{attr}")
+
+        use({attr for attr, _ in slots})
+        learner_call(mine.eval, what=f"{name}.eval()")
+        ok = is_close(run(mine, x), x + sum(outputs.values()))
+    except Fail:
+        ok = False
+    if not ok:
+        raise Skip(
+            f"your {name} does not use its norms and sub-layers as the modules {', '.join(norms)}, "
+            f"{', '.join(a for a, _ in slots)}, so this test cannot look at each sub-layer's dropout"
+        )
+    learner_call(mine.train, what=f"{name}.train()")
+    findings = []
+    for attr, words in slots:
+        use({attr})
+        got, out = (run(mine, x).detach().double() - x.double()), outputs[attr].double()
+        dropped = got.abs() < 1e-6
+        if torch.allclose(got, out, rtol=1e-4, atol=1e-5):
+            findings.append(f"the {words} output reaches the residual add unchanged: it gets no dropout")
+        elif bool((dropped | torch.isclose(got, 4 * out, rtol=1e-4, atol=1e-5)).all()) and not bool(dropped.all()):
+            findings.append(
+                f"the {words} output is dropped out twice: the values that are kept come out 4 times larger "
+                f"(1/(1-p) twice, with p=0.5) and about 3 in 4 are zero ({float(dropped.double().mean()):.0%} here)"
+            )
+    if findings:
+        raise Fail(
+            f"In train mode (dropout=0.5), each sub-layer of your {name} in turn was made to give a fixed output "
+            "(the others zero, the norms passing their input through), to see what dropout does to it on its "
+            "way to the residual add:\n  " + ";\n  ".join(findings) + ".",
+            ["dropout_per_sublayer"],
+        )
+
+
+@LAYER.test("properties")
+def dropout_once_on_each_sublayer_output(ctx: Ctx) -> None:
+    mine, _ = _layer_pair(ctx, dropout=0.5)
+    sublayer_dropout_check(
+        mine,
+        "EncoderLayer",
+        lambda m, x: _run_layer(m, x),
+        torch.randn(2, 5, D_MODEL),
+        [("self_attn", "self-attention"), ("feed_forward", "feed-forward")],
+        ["norm1", "norm2"],
+    )
+
+
+def unused_sublayers(ctx: Ctx, build, run, slots) -> str:
+    """After a numbers failure: each sub-layer whose output never reaches the layer's output. With its last
+    linear map (``slots``: (weight prefix, words) pairs) set to zero, so that it outputs zeros, the learner's
+    output must change; the words for each one that leaves it the same, "" when none does."""
+    found = []
+    for prefix, words in slots:
+        mine, ref = build()
+        before = run(mine).detach()
+        zero_sublayer_outputs(ref, [prefix])
+        load_into(mine, ref, ctx.exercise)
+        if torch.allclose(run(mine).detach(), before, rtol=1e-6, atol=1e-7):
+            found.append(
+                f"With the weights of `{prefix}` set to zero (so that the {words} sub-layer outputs zeros), your "
+                f"{ctx.exercise} gives exactly the output it gave before: the {words} sub-layer does not contribute "
+                "to your layer's output (its result is computed but never used, or something else is added in its "
+                "place)."
+            )
+    return "\n".join(found)
 
 
 @LAYER.test("properties")
@@ -199,7 +310,84 @@ STACK_ARGS = (VOCAB, D_MODEL, LAYERS, HEADS, D_FF)
 
 
 def _stack_pair(ctx: Ctx, dropout: float = 0.1):
-    return make_pair(ctx, *STACK_ARGS, dropout=dropout, max_seq_length=MAX_LEN, diagnose=_stack_keys)
+    src = padded_tokens([4, 6], 6)
+    mask = solutions.create_padding_mask(src)
+    return stack_pair(
+        ctx,
+        dropout,
+        lambda m: m(src, mask),
+        lambda ref, norm: _layers(ref, norm(ref.positional_encoding(ref.embedding(src))), mask),
+    )
+
+
+def _layers(ref, x, mask):
+    for layer in ref.layers:
+        x = layer(x, mask)
+    return x
+
+
+def stack_pair(ctx: Ctx, dropout: float, run, embedding_norm):
+    """(learner, reference) stacks (see ``make_pair``); a parameter mismatch is told what the learner's
+    stack does with its extra norm and whether its layers are one object repeated.
+
+    ``run(module)`` is a stack's output on fixed inputs; ``embedding_norm(ref, norm)`` the reference stack's
+    output on them with ``norm`` applied to the sum of embeddings and positional encodings."""
+    try:
+        return make_pair(ctx, *STACK_ARGS, dropout=dropout, max_seq_length=MAX_LEN, diagnose=_stack_keys)
+    except Fail as fail:
+        problems = [_shared_layers(ctx, dropout), _extra_norm(ctx, dropout, fail, run, embedding_norm)]
+        raise several(problems) from None
+
+
+def _fresh_stack(ctx: Ctx, dropout: float):
+    return ctx.new(*STACK_ARGS, dropout=dropout, max_seq_length=MAX_LEN)
+
+
+def _shared_layers(ctx: Ctx, dropout: float) -> Fail | None:
+    """A failure when the learner's `layers` hold one layer object more than once (``[layer] * N``), read
+    from the objects themselves (a parameter mismatch stops the ladder before ``expect_independent``)."""
+    try:
+        layers = list(learner_call(lambda: list(_fresh_stack(ctx, dropout).layers), what="layers"))
+    except Exception:  # noqa: BLE001 - no layers to look at: the parameter message says what is wrong
+        return None
+    for i, a in enumerate(layers):
+        for j in range(i + 1, len(layers)):
+            if layers[j] is a:
+                return Fail(
+                    f"In your {ctx.exercise}, `layers[{i}]` and `layers[{j}]` are the same layer object: the stack "
+                    f"runs one layer {len(layers)} times, with one set of weights, instead of {len(layers)} "
+                    "layers of their own.",
+                    ["layers_shared"],
+                )
+    return None
+
+
+def _extra_norm(ctx: Ctx, dropout: float, fail: Fail, run, embedding_norm) -> Fail:
+    """``fail`` (a parameter mismatch); when it is a norm the reference stack does not have and the learner's
+    stack applies it to the embeddings (its output, with the reference's weights loaded, is the reference
+    stack's with that very norm after the positional encoding), said so instead of 'after the last layer'."""
+    if "final_layer_norm" not in fail.diagnoses:
+        return fail
+    try:
+        seed()
+        ref = randomise(ctx.reference(*STACK_ARGS, dropout=dropout, max_seq_length=MAX_LEN)).eval()
+        mine = _fresh_stack(ctx, dropout)
+        load_into(mine, ref, ctx.exercise)
+        learner_call(mine.eval, what=f"{ctx.exercise}.eval()")
+        names = {k.rsplit(".", 1)[0] for k in learner_call(mine.state_dict, what="state_dict()") if "norm" in k}
+        names = sorted(n for n in names if not n.startswith("layers.") and "." not in n)
+        out = learner_call(run, mine, what=f"your {ctx.exercise}")
+        for name in names:
+            norm = getattr(mine, name)
+            if is_close(out, embedding_norm(ref, norm)):
+                return Fail(
+                    f"{fail.message}\nYour {ctx.exercise} applies its extra norm `{name}` to the sum of the scaled "
+                    "embeddings and the positional encodings, before the first layer.",
+                    ["embedding_layer_norm"],
+                )
+    except (Fail, AttributeError, RuntimeError, TypeError):
+        return fail
+    return fail
 
 
 def _stack_keys(missing, unexpected, wrong) -> list[str]:

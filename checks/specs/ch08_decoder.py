@@ -7,7 +7,7 @@ import torch
 import solutions
 
 from ..core import Ctx, Fail, Spec, learner_call, picture
-from .ch07_encoder import embedding_dropout_check
+from .ch07_encoder import embedding_dropout_check, sublayer_dropout_check, unused_sublayers
 from .common import (
     D_FF,
     D_MODEL,
@@ -444,6 +444,22 @@ def matches_the_post_norm_layer(ctx: Ctx) -> None:
                 layer_hypotheses(ref, *inputs),
             )
         except Fail as fail:
+            unused = (
+                ""
+                if fail.diagnoses
+                else unused_sublayers(
+                    ctx,
+                    lambda: _layer_pair(ctx),
+                    lambda m, inputs=inputs: _run_layer(m, *inputs),
+                    [
+                        ("self_attn.W_o", "self-attention"),
+                        ("cross_attn.W_o", "cross-attention"),
+                        ("feed_forward.W_2", "feed-forward"),
+                    ],
+                )
+            )
+            if unused:
+                raise Fail(f"{fail.message}\n{unused}", ["sublayer_unused"]) from None
             blame_submodules(
                 ctx,
                 lambda: _layer_pair(ctx),
@@ -470,6 +486,20 @@ def dropout_only_on_sublayer_outputs(ctx: Ctx) -> None:
                 "so dropout acts on more than the sub-layer outputs.",
                 ["dropout_after_residual"],
             )
+
+
+@LAYER.test("properties")
+def dropout_once_on_each_sublayer_output(ctx: Ctx) -> None:
+    mine, _ = _layer_pair(ctx, dropout=0.5)
+    _, memory, src_mask, tgt_mask = _layer_inputs()
+    sublayer_dropout_check(
+        mine,
+        "DecoderLayer",
+        lambda m, x: _run_layer(m, x, memory, src_mask, tgt_mask),
+        torch.randn(2, 5, D_MODEL),
+        [("self_attn", "self-attention"), ("cross_attn", "cross-attention"), ("feed_forward", "feed-forward")],
+        ["norm1", "norm2", "norm3"],
+    )
 
 
 @LAYER.test("properties")
@@ -514,9 +544,17 @@ STACK_ARGS = (VOCAB, D_MODEL, LAYERS, HEADS, D_FF)
 
 
 def _stack_pair(ctx: Ctx, dropout: float = 0.1):
-    from .ch07_encoder import _stack_keys
+    from .ch07_encoder import stack_pair
 
-    return make_pair(ctx, *STACK_ARGS, dropout=dropout, max_seq_length=MAX_LEN, diagnose=_stack_keys)
+    tgt, memory, src_mask, tgt_mask = _stack_inputs()
+
+    def embedding_norm(ref, norm):
+        x = norm(ref.positional_encoding(ref.embedding(tgt)))
+        for layer in ref.layers:
+            x = layer(x, memory, src_mask, tgt_mask)
+        return x
+
+    return stack_pair(ctx, dropout, lambda m: m(tgt, memory, src_mask, tgt_mask), embedding_norm)
 
 
 def _stack_inputs(b: int = 2, s: int = 6, t: int = 5, dtype=torch.float32):

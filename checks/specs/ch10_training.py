@@ -115,6 +115,9 @@ def _step_problems(ctx: Ctx) -> list[Fail]:
     except Fail:
         return problems
     lrs = [group["lr"] for group in optimizer.param_groups]
+    constant = _constant_rate(sched, optimizer, returned, lrs)
+    if constant is not None:
+        problems.insert(0, constant)
     if lrs[0] != PLACEHOLDER_LR and PLACEHOLDER_LR in lrs[1:]:
         problems.append(
             Fail(
@@ -133,6 +136,38 @@ def _step_problems(ctx: Ctx) -> list[Fail]:
             )
         )
     return problems
+
+
+def _constant_rate(sched, optimizer, returned, lrs: list) -> Fail | None:
+    """After a first step() (which returned ``returned`` and left the groups at ``lrs``): two more calls;
+    a failure when the rate is the same all three times (equation 3 changes at every step), None otherwise
+    (or when a later call fails)."""
+    seen = [(returned, lrs[0])]
+    for _ in range(2):
+        try:
+            again = learner_call(sched.step, what="step()")
+        except Fail:
+            return None
+        seen.append((again, optimizer.param_groups[0]["lr"]))
+    numbers = [
+        float(r.item() if isinstance(r, torch.Tensor) and r.numel() == 1 else r)
+        for r, _ in seen
+        if isinstance(r, (int, float)) or (isinstance(r, torch.Tensor) and r.numel() == 1)
+    ]
+    set_rates = [lr for _, lr in seen]
+    if len(numbers) == 3 and len(set(numbers)) == 1 and len(set(set_rates)) == 1:
+        value = numbers[0]
+    elif not numbers and len(set(set_rates)) == 1 and set_rates[0] != PLACEHOLDER_LR:
+        value = set_rates[0]
+    else:
+        return None
+    want = ", ".join(f"{rate(step, 64, 10):.3g}" for step in (1, 2, 3))
+    return Fail(
+        f"Your TransformerLRScheduler's rate never changes: three calls of step() all gave lr = {value:.6g}. "
+        f"Equation 3 changes at every step: it rises during the warmup steps and falls after them (built with "
+        f"d_model=64 and warmup_steps=10, steps 1, 2, 3 get {want}).",
+        ["lr_constant"],
+    )
 
 
 @SCHEDULER.test("interface")
@@ -169,18 +204,54 @@ def constructor_and_methods(ctx: Ctx) -> None:
         raise found
 
 
+def _wrong_rate(got: float, step: int, d_model: int, warmup: int, factor: float = 1.0) -> tuple[str, list[str]]:
+    """(words, diagnosis ids) for a wrong rate at ``step``: the rate of the step before or after (off by
+    one), and/or the rate multiplied by the lr the probe's optimizer was built with (as torch's LambdaLR
+    multiplies its lambda by the optimizer's initial lr); ("", ["lr_formula_wrong"]) when it is neither."""
+    for scaled in (False, True):
+        for shift in (0, 1, -1):
+            if step + shift < 1 or (shift == 0 and not scaled):
+                continue
+            if not _close(got, (PLACEHOLDER_LR if scaled else 1.0) * rate(step + shift, d_model, warmup, factor)):
+                continue
+            words, ids = [], []
+            if scaled:
+                words.append(
+                    f"Your rate is {PLACEHOLDER_LR:g} times equation 3's, and {PLACEHOLDER_LR:g} is the initial lr the "
+                    "checker built the optimizer with (a placeholder): equation 3 gives the rate itself, so nothing "
+                    "multiplies it by the optimizer's initial lr (torch's LambdaLR does that with its lambda)."
+                )
+                ids.append("lr_times_initial_lr")
+            if shift:
+                words.append(
+                    f"{'And it' if scaled else 'It'} is the rate of step {step + shift}, not of step {step}: your step "
+                    f"count is off by one (for step {step} yours computes equation 3 at step {step + shift})."
+                )
+                ids.append("lr_step_off_by_one")
+            return "\n" + "\n".join(words), ids
+    return "", ["lr_formula_wrong"]
+
+
 @SCHEDULER.test("numbers")
 def get_lr_follows_equation_3(ctx: Ctx) -> None:
     sched = _scheduler(ctx, _optimizer(), 512, 4000)
-    for step in (1, 2, 100, 3999, 4000, 4001, 20000):
-        got = _as_float(learner_call(sched.get_lr, step, what=f"get_lr({step})"), f"get_lr({step})")
+    steps = (1, 2, 100, 3999, 4000, 4001, 20000)
+    values = [_as_float(learner_call(sched.get_lr, step, what=f"get_lr({step})"), f"get_lr({step})") for step in steps]
+    if len(set(values)) == 1:
+        raise Fail(
+            f"With d_model=512 and warmup_steps=4000, your get_lr gives {values[0]:.6g} for every step "
+            f"({', '.join(map(str, steps))}): your rate never changes. Equation 3 rises during the warmup steps "
+            f"and falls after them (get_lr(1) = {rate(1, 512, 4000):.6g}, get_lr(4000) = {rate(4000, 512, 4000):.6g}).",
+            ["lr_constant"],
+        )
+    for step, got in zip(steps, values):
         want = rate(step, 512, 4000)
         if not _close(got, want):
-            off = _close(got, rate(step + 1, 512, 4000)) or (step > 1 and _close(got, rate(step - 1, 512, 4000)))
+            words, ids = _wrong_rate(got, step, 512, 4000)
             raise Fail(
                 f"With d_model=512 and warmup_steps=4000, get_lr({step}) should be {want:.6g}, "
-                f"but yours gives {got:.6g}.",
-                ["lr_step_off_by_one" if off else "lr_formula_wrong"],
+                f"but yours gives {got:.6g}.{words}",
+                ids,
             )
 
 
@@ -191,10 +262,12 @@ def factor_scales_the_rate(ctx: Ctx) -> None:
         got = _as_float(learner_call(sched.get_lr, step, what=f"get_lr({step})"), f"get_lr({step})")
         want = rate(step, 64, 10, 2.0)
         if not _close(got, want):
-            diag = ["lr_factor_ignored"] if _close(got, rate(step, 64, 10)) else ["lr_formula_wrong"]
+            words, diag = (
+                ("", ["lr_factor_ignored"]) if _close(got, rate(step, 64, 10)) else _wrong_rate(got, step, 64, 10, 2.0)
+            )
             raise Fail(
                 f"With d_model=64, warmup_steps=10 and factor=2, get_lr({step}) should be {want:.6g}, "
-                f"but yours gives {got:.6g}.",
+                f"but yours gives {got:.6g}.{words}",
                 diag,
             )
 
@@ -213,11 +286,11 @@ def step_sets_the_rate_on_every_param_group(ctx: Ctx) -> None:
                 ) from None
             want = rate(step, 64, 10)
             if not _close(got, want):
-                off = _close(got, rate(step + 1, 64, 10)) or (step > 1 and _close(got, rate(step - 1, 64, 10)))
+                words, ids = _wrong_rate(got, step, 64, 10)
                 raise Fail(
                     f"Call number {step} of step() should return the rate of step {step}, {want:.6g}, "
-                    f"but yours returns {got:.6g}.",
-                    ["lr_step_off_by_one" if off else "lr_formula_wrong"],
+                    f"but yours returns {got:.6g}.{words}",
+                    ids,
                 )
             lrs = [group["lr"] for group in optimizer.param_groups]
             if not all(_close(lr, want) for lr in lrs):
@@ -271,6 +344,10 @@ def ls_variant(
     elif spread == "V-1":
         q = torch.full_like(lp, smoothing / (v - 1))
         q.scatter_(1, t[:, None], 1 - smoothing)
+    elif spread == "V-1-pad":  # s/(V-1) on every class, then the padding column set to 0: sums to 1 - s/(V-1)
+        q = torch.full_like(lp, smoothing / (v - 1))
+        q[:, ignore_index] = 0
+        q.scatter_(1, t[:, None], 1 - smoothing)
     else:  # "V-2": the padding column gets nothing either
         q = torch.full_like(lp, smoothing / (v - 2))
         q[:, ignore_index] = 0
@@ -291,6 +368,7 @@ def ls_hypotheses(logits, target, smoothing, ignore_index) -> dict:
         "ls_no_ignore_index": dict(ignore=False),
         "ls_wrong_distribution": dict(spread="V-1"),
         "ls_wrong_distribution#V-2": dict(spread="V-2"),
+        "ls_wrong_distribution#V-1-pad": dict(spread="V-1-pad"),
         "ls_wrong_distribution#no-target-share": dict(spread="V-no-target-share"),
         "ls_sum_not_mean": dict(reduction="sum"),
         "ls_sum_not_mean#all": dict(reduction="mean_all"),
@@ -313,6 +391,12 @@ LS_DIFFERENCES: tuple[tuple[tuple[str, str, dict], ...], ...] = (
     (
         ("ls_wrong_distribution", _SPREAD.format("V-1 classes (all but the target)"), {"spread": "V-1"}),
         ("ls_wrong_distribution", _SPREAD.format("V-2 classes (neither the target nor padding)"), {"spread": "V-2"}),
+        (
+            "ls_wrong_distribution",
+            "the smoothing spread as smoothing/(V-1) over the classes with the padding column then set to zero "
+            "(so the smoothed target sums to less than 1) instead of smoothing/V over all V classes",
+            {"spread": "V-1-pad"},
+        ),
         ("ls_wrong_distribution", _NO_SHARE, {"spread": "V-no-target-share"}),
     ),
     (
@@ -366,7 +450,37 @@ def _loss(ctx: Ctx, logits, target, smoothing: float = 0.1, ignore_index: int = 
     return out
 
 
-def _compare_loss(ctx: Ctx, smoothing: float, ignore_index: int) -> None:
+def _single_difference(got: torch.Tensor, logits, target, smoothing: float, ignore_index: int) -> tuple[str, str]:
+    """(id, words) of the one known difference (of ``LS_DIFFERENCES``) that gives ``got`` at a tolerance
+    tighter than the hypotheses' (two differences can come close at theirs); ("", "") when none does."""
+    for group in LS_DIFFERENCES:
+        for diag, words, kwargs in group:
+            want = ls_variant(logits, target, smoothing, ignore_index, **kwargs)
+            if torch.allclose(got.detach().double(), want, rtol=1e-5, atol=1e-6):
+                return diag, words
+    return "", ""
+
+
+def _gradient_problem(ctx: Ctx, smoothing: float, ignore_index: int) -> Fail | None:
+    """A failure when the learner's loss on logits that require a gradient has no gradient (None when it has one)."""
+    logits, target = _loss_inputs(pad=ignore_index)
+    try:
+        out = _loss(ctx, logits.clone().requires_grad_(True), target, smoothing, ignore_index)
+    except Fail:
+        return None
+    if out.requires_grad:
+        return None
+    return Fail(
+        "Your loss is cut off from the logits (no gradient): given logits that require a gradient, it returns a "
+        "number with no graph, so training could not learn from it. Avoid .item(), .detach(), .data or "
+        "torch.no_grad() inside the loss.",
+        ["no_gradient"],
+    )
+
+
+def _compare_loss(ctx: Ctx, smoothing: float, ignore_index: int, gradient: bool = False) -> None:
+    """The learner's loss against the contract's; ``gradient``: a failure also says when it has no gradient
+    (said first: it makes the loss useless for training, whatever its value)."""
     logits, target = _loss_inputs(pad=ignore_index)
     got = _loss(ctx, logits.clone(), target.clone(), smoothing, ignore_index)
     want = F.cross_entropy(
@@ -382,7 +496,16 @@ def _compare_loss(ctx: Ctx, smoothing: float, ignore_index: int) -> None:
             atol=1e-5,
         )
     except Fail as fail:
-        raise _with_compound(fail, got, logits, target, smoothing, ignore_index) from None
+        found = _with_compound(fail, got, logits, target, smoothing, ignore_index)
+        if found is fail and fail.diagnoses:
+            diag, words = _single_difference(got, logits, target, smoothing, ignore_index)
+            if words:
+                found = Fail(
+                    f"{fail.message}\nYour values are those of the contract's loss with one difference: {words}.",
+                    [diag],
+                )
+        no_gradient = _gradient_problem(ctx, smoothing, ignore_index) if gradient else None
+        raise (several([no_gradient, found]) if no_gradient is not None else found) from None
 
 
 def _with_compound(fail: Fail, got, logits, target, smoothing: float, ignore_index: int) -> Fail:
@@ -511,7 +634,7 @@ def returns_a_scalar_for_2d_and_3d_logits(ctx: Ctx) -> None:
 
 @LOSS.test("numbers")
 def matches_cross_entropy_with_label_smoothing(ctx: Ctx) -> None:
-    _compare_loss(ctx, 0.1, 0)
+    _compare_loss(ctx, 0.1, 0, gradient=True)
 
 
 @LOSS.test("numbers")

@@ -63,7 +63,13 @@ class MarkovModel(nn.Module):
         kind = F.one_hot(src[:, 0] % K, K).float()  # [B, K]
         return kind[:, None, :].expand(src.size(0), src.size(1), K)  # memory [B, S, K]
 
+    decode_limit: int | None = None  # set: decode refuses a target longer than that (see _stops_decoding)
+
     def decode(self, tgt, memory, src_mask=None, tgt_mask=None) -> torch.Tensor:
+        if self.decode_limit is not None and tgt.size(1) > self.decode_limit:
+            raise RuntimeError(
+                f"the checker's model was asked to decode {tgt.size(1)} target tokens after every row had finished"
+            )
         tokens = F.one_hot(tgt, V).float()  # [B, T, V]
         kind = memory[:, :1, :].expand(tgt.size(0), tgt.size(1), K)
         return torch.cat([tokens, kind], dim=-1)  # [B, T, V + K]
@@ -340,6 +346,19 @@ def _greedy(ctx: Ctx, model, src, max_len: int):
     return out
 
 
+def _stops_decoding(ctx: Ctx, model: MarkovModel, max_len: int, want: torch.Tensor, out: torch.Tensor) -> bool:
+    """Whether the learner's decoding, whose output ``out`` is ``want`` padded to ``max_len``, stops calling
+    the model when every row has finished: it gives the same output with a copy of ``model`` that refuses to
+    decode more target tokens than the right decoding needs (an effect seen across processes too)."""
+    limited = copy.deepcopy(model)
+    limited.decode_limit = want.size(1) - 1
+    try:
+        again = _call_greedy(ctx, limited, GREEDY_SRC, max_len)
+    except Fail:
+        return False
+    return _same_tokens(again, out)
+
+
 @GREEDY.test("interface")
 def signature(ctx: Ctx) -> None:
     expect_signature(
@@ -370,11 +389,19 @@ def matches_greedy_decoding_on_hand_built_models(ctx: Ctx) -> None:
             out = _greedy(ctx, model, GREEDY_SRC, max_len)
             want = greedy_variant(model, GREEDY_SRC, max_len)
             if not _same_tokens(out, want):
-                raise Fail(
+                message = (
                     f"On a hand-built model (seed {seed}) with max_len={max_len}, greedy_decode should give "
-                    f"{_fmt(want)}, but yours gives {_fmt(out)}.",
-                    _match(out, greedy_hypotheses(model, GREEDY_SRC, max_len)),
+                    f"{_fmt(want)}, but yours gives {_fmt(out)}."
                 )
+                found = _match(out, greedy_hypotheses(model, GREEDY_SRC, max_len))
+                if found == ["greedy_no_early_stop"] and _stops_decoding(ctx, model, max_len, want, out):
+                    raise Fail(
+                        f"{message}\nYours stops calling the model once every row has finished (good), but its "
+                        f"output always has max_len = {max_len} columns: after column {want.size(1)} they are all "
+                        "padding. When every row has finished, the output ends there.",
+                        ["greedy_pads_to_max_len"],
+                    )
+                raise Fail(message, found)
 
 
 @GREEDY.test("numbers")

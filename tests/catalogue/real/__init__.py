@@ -85,6 +85,8 @@ MODULES = (
     "heldout2_shaundashuaibi_project_transformer",
     "heldout2_shawnspitzel_cs336",
     "heldout2_rashikshahjahan_micrograd_extented",
+    # issue 22: mistakes reported on code nobody here had seen
+    "issue22_cases",
 )
 
 
