@@ -236,6 +236,52 @@ def test_a_known_mistake_is_named(exercise: str, obj, diagnosis: str) -> None:
     assert "checks/" not in result.failures[0]
 
 
+# Issue 22's reported mistakes (tests/catalogue/real/issue22_cases.py): the diagnosis each one gets first
+ISSUE22_FIRST = {
+    "DecoderLayer-dropout-misplaced": "dropout_per_sublayer",
+    "EncoderLayer-ffn-discarded": "sublayer_unused",
+    "LabelSmoothingLoss-v-1-pad-zeroed": "ls_wrong_distribution",
+    "FeedForwardNetwork-conv1d": "ffn_conv1d",
+    "FeedForwardNetwork-four-d-model": "ffn_hidden_width",
+    "PositionalEncoding-rows-from-one": "pe_table_rows",
+    "PositionalEncoding-fairseq-layout": "pe_wrong_layout",
+    "TransformerLRScheduler-base-lr-times-next": "lr_times_initial_lr",
+    "TransformerLRScheduler-constant-wrapper": "lr_constant",
+    "greedy_decode-padded-to-max-len": "greedy_pads_to_max_len",
+    "Encoder-embedding-norm": "embedding_layer_norm",
+    "LabelSmoothingLoss-no-grad": "no_gradient",
+    "Decoder-shared-layers": "layers_shared",
+}
+# and the ones that have a second mistake, named too
+ISSUE22_ALSO = {
+    "TransformerLRScheduler-base-lr-times-next": "lr_step_off_by_one",
+    "TransformerLRScheduler-constant-wrapper": "lr_steps_the_optimizer",
+    "LabelSmoothingLoss-no-grad": "ls_wrong_distribution",
+    "Decoder-shared-layers": "final_layer_norm",
+    "PositionalEncoding-fairseq-layout": "pe_wrong_frequencies",
+}
+
+
+def _issue22_cases() -> dict:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from catalogue.real import load
+
+    return {c.id.split("/", 1)[1]: c for c in load() if c.id.startswith("issue22_cases/")}
+
+
+@pytest.mark.parametrize("name", sorted(ISSUE22_FIRST))
+def test_an_issue22_mistake_is_named_first(name: str) -> None:
+    case = _issue22_cases()[name]
+    result = check(case.obj, case.exercise)
+    assert result.state == "failed", str(result)
+    assert result.diagnoses[0] == ISSUE22_FIRST[name], str(result)
+    if name in ISSUE22_ALSO:
+        assert ISSUE22_ALSO[name] in result.diagnoses, str(result)
+
+
 def test_several_problems_are_said_to_be_several_the_most_fundamental_first() -> None:
     class WrapperWithoutFactor:  # a NoamOpt-style wrapper: no `factor`, step() steps the optimizer
         def __init__(self, optimizer, d_model, warmup_steps=4000):
