@@ -346,6 +346,14 @@ c.Autograde.autograde_preprocessors = [
 # A student who deleted an autograded test cell is still graded: nbgrader puts the cell back.
 c.OverwriteCells.add_missing_cells = True
 
+# nbgrader saves each test cell before it removes its hidden tests from the students' copy, so every
+# honest submission differed from the saved checksum ("Attribute 'checksum' ... has changed!").
+# RestoreHiddenTests puts the hidden tests back into a test cell submitted exactly as released; a
+# test cell the student changed still gets nbgrader's warning (workbook.nbgrader_release).
+# The backup `workbook course . --repair` keeps beside a submission (*.ipynb.bak) is not copied
+# into autograded/ and feedback/.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.ipynb.bak"]
+
 # A notebook whose nbgrader metadata was stripped (e.g. copied into a new notebook) is reported
 # with a clear message naming the cells, instead of a KeyError deep inside nbgrader.
 c.Autograde.sanitize_preprocessors = [
@@ -353,6 +361,7 @@ c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
+    "workbook.nbgrader_release.RestoreHiddenTests",
     "nbgrader.preprocessors.OverwriteCells",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
