@@ -98,10 +98,14 @@ def test_each_svg_is_plain_svg_with_its_own_background(name):
     assert root.tag == f"{SVG}svg" and root.get("version") == "1.1"
     width, height = int(root.get("width")), int(root.get("height"))
     assert root.get("viewBox") == f"0 0 {width} {height}"
-    assert 200 <= width <= 1000 and 150 <= height <= 1000, "a size that fits a notebook cell"
     first = root[1] if root[0].tag == f"{SVG}title" else root[0]
-    assert first.tag == f"{SVG}rect" and first.get("fill") == "#ffffff", "a light background of its own"
-    assert float(first.get("width")) >= width - 2 and float(first.get("height")) >= height - 2
+    if name == diagrams.COLAB_BADGE:  # a badge, the size of Colab's own, opaque all over
+        assert (width, height) == (118, 20) and first.tag == f"{SVG}rect"
+        assert (first.get("width"), first.get("height")) == ("118", "20")
+    else:
+        assert 200 <= width <= 1000 and 150 <= height <= 1000, "a size that fits a notebook cell"
+        assert first.tag == f"{SVG}rect" and first.get("fill") == "#ffffff", "a light background of its own"
+        assert float(first.get("width")) >= width - 2 and float(first.get("height")) >= height - 2
     tags = {el.tag.removeprefix(SVG) for el in root.iter()}
     assert not tags & {"script", "style", "image", "foreignObject", "a", "use"}, tags
     for el in root.iter():
@@ -156,6 +160,15 @@ def test_every_asset_is_shown_by_some_chapter():
     assert {p.name for p in ASSETS.iterdir()} <= shown, "a picture in assets/ no chapter shows"
 
 
+@pytest.mark.parametrize("stem", WRITTEN)
+def test_the_colab_badge_is_embedded_too(stem):
+    """Colab's own badge is an image on Colab's site: broken offline. The header draws ours."""
+    header = nbformat.read(REPO / "chapters" / f"{stem}.ipynb", as_version=4).cells[0]
+    badge = notebooks.asset_data_uri(diagrams.COLAB_BADGE)
+    assert f"[![Open In Colab]({badge})]({notebooks.colab_url(stem)})" in header.source
+    assert "colab-badge.svg" not in header.source
+
+
 def test_the_explaining_pictures_are_in_their_chapters():
     where = {
         "attention.svg": "03_attention",
@@ -193,7 +206,8 @@ def test_each_png_is_rendered_from_the_current_svg_at_its_size(name):
         assert image.text.get(diagrams.SOURCE_KEY) == diagrams.svg_digest(svg), (
             f"{path} was rendered from another {name}: run `workbook build` and commit workbook/figures/"
         )
-        assert min(image.convert("RGB").getpixel((image.width // 2, 3))) >= 250, "its light background"
+        if name != diagrams.COLAB_BADGE:
+            assert min(image.convert("RGB").getpixel((image.width // 2, 3))) >= 250, "its light background"
     assert path.stat().st_size < 40_000, "compressed"
 
 

@@ -15,6 +15,7 @@ them. One browser and one Jupyter server for the whole module.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -73,15 +74,21 @@ def offline_page(browser, allowed: str | None = None):
     return page
 
 
-def expected_figures(path: Path) -> list[str]:
-    """The figures (data: URIs) a notebook's Markdown shows, in order."""
-    uris = {notebooks.asset_data_uri(name): name for name in diagrams.ASSET_NAMES}
+def expected_figures(path: Path) -> list[list[str]]:
+    """The figures (data: URIs) each Markdown cell of a notebook shows, in order; cells without any
+    left out. The header's come first: the "Open in Colab" badge and the "you are here" picture."""
+    names = {notebooks.asset_data_uri(name): name for name in diagrams.ASSET_NAMES}
     nb = nbformat.read(path, as_version=4)
     found = []
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            found += [name for uri, name in uris.items() if uri in cell.source]
+            uris = re.findall(r"\]\((data:image/png;base64,[A-Za-z0-9+/=]+)\)", cell.source)
+            if uris:
+                found.append([names.get(uri, "(an image not drawn from assets/)") for uri in uris])
     return found
+
+
+BLOCKED = """() => fetch("https://github.com/").then(() => "reached", () => "blocked")"""
 
 
 # In the page: every <img> under root that matches a selector, decoded or not.
@@ -90,11 +97,18 @@ IMAGES = """(root, selector) => [...root.querySelectorAll(selector)].map((img) =
   complete: img.complete, width: img.naturalWidth, height: img.naturalHeight }))"""
 
 
-def assert_all_drawn(images: list[dict], figures: list[str], where: str) -> None:
-    shown = [img for img in images if img["data"]]
-    assert len(shown) == len(figures), f"{where}: {len(shown)} embedded figures in the page, {len(figures)} expected"
-    broken = [img for img in shown if not (img["complete"] and img["width"] > 0 and img["height"] > 0)]
+def assert_all_drawn(images: list[dict], figures: list[list[str]], where: str) -> None:
+    """Each image is an embedded figure, and each decoded."""
+    expected = [name for cell in figures for name in cell]
+    assert len(images) == len(expected), f"{where}: {len(images)} images in the page, {len(expected)} figures expected"
+    assert all(img["data"] for img in images), f"{where}: an image that is not embedded: {images}"
+    broken = [img for img in images if not (img["complete"] and img["width"] > 0 and img["height"] > 0)]
     assert not broken, f"{where}: figures that did not decode offline: {broken}"
+
+
+def check_header(figures: list[list[str]], stem: str) -> None:
+    assert figures[0] == [diagrams.COLAB_BADGE, diagrams.architecture_asset(notebooks.chapter(stem))], figures[0]
+    assert len(figures) >= 2, "and an explaining picture below"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -190,13 +204,13 @@ def notebook_images(page) -> tuple[list[dict], list[dict]]:
 def test_jupyterlab_shows_every_figure_offline(browser, jupyter, where: str, stem: str) -> None:
     path = REPO / where / f"{stem}.ipynb"
     figures = expected_figures(path)
-    assert figures[0] == diagrams.architecture_asset(notebooks.chapter(stem)) and len(figures) >= 2
+    check_header(figures, stem)
     page = open_in(browser, jupyter, f"{jupyter}/lab/tree/{where}/{stem}.ipynb?reset", ".jp-NotebookPanel")
     try:
         header, every = notebook_images(page)
         assert_all_drawn(header, figures[:1], f"JupyterLab, {where}/{stem}, the header")
         assert_all_drawn(every, figures, f"JupyterLab, {where}/{stem}")
-        assert any("colab" in url for url in page.blocked), "the network was not blocked"
+        assert page.evaluate(BLOCKED) == "blocked", "the network was not blocked"
     finally:
         page.context.close()
 
@@ -204,11 +218,13 @@ def test_jupyterlab_shows_every_figure_offline(browser, jupyter, where: str, ste
 def test_notebook_7_shows_every_figure_offline(browser, jupyter) -> None:
     where, stem = LAB_NOTEBOOKS[0]
     figures = expected_figures(REPO / where / f"{stem}.ipynb")
+    check_header(figures, stem)
     page = open_in(browser, jupyter, f"{jupyter}/notebooks/{where}/{stem}.ipynb", ".jp-NotebookPanel")
     try:
         header, every = notebook_images(page)
         assert_all_drawn(header, figures[:1], f"Notebook 7, {where}/{stem}, the header")
         assert_all_drawn(every, figures, f"Notebook 7, {where}/{stem}")
+        assert page.evaluate(BLOCKED) == "blocked", "the network was not blocked"
     finally:
         page.context.close()
 
@@ -265,6 +281,7 @@ HTML_NOTEBOOKS = [("chapters", "04_multi_head_attention"), ("chapters/solved", "
 def test_the_html_export_shows_every_figure_offline(browser, tmp_path, export, where: str, stem: str) -> None:
     path = REPO / where / f"{stem}.ipynb"
     figures = expected_figures(path)
+    check_header(figures, stem)
     html = tmp_path / f"{stem}.html"
     html.write_text(export(nbformat.read(path, as_version=4)), encoding="utf-8")
     page = offline_page(browser, allowed=html.as_uri())  # the page itself, nothing else
@@ -275,6 +292,6 @@ def test_the_html_export_shows_every_figure_offline(browser, tmp_path, export, w
         assert_all_drawn(every, figures, f"{export.__name__}, {where}/{stem}")
         header = page.locator(MARKDOWN_CELL).first.evaluate(IMAGES, "img")
         assert_all_drawn(header, figures[:1], f"{export.__name__}, {where}/{stem}, the header")
-        assert page.blocked, "the page asked for nothing outside: was the network really blocked?"
+        assert page.evaluate(BLOCKED) == "blocked", "the network was not blocked"
     finally:
         page.context.close()

@@ -222,15 +222,19 @@ class _Svg:
         if subtitle:
             self.text(24, 52, subtitle, size=12, anchor="start", fill=MUTED)
 
-    def render(self) -> Diagram:
+    def render(self, paper: bool = True) -> Diagram:
+        """The document; ``paper``: on the diagrams' own light rounded background."""
         head = (
             '<?xml version="1.0" encoding="UTF-8"?>\n'
             f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{self.width}" height="{self.height}" '
             f'viewBox="0 0 {self.width} {self.height}" font-family="{FONT}">\n'
             f"<title>{escape(self.title)}</title>\n"
-            f'<rect x="1" y="1" width="{self.width - 2}" height="{self.height - 2}" rx="12" fill="{PAPER}" '
-            f'stroke="{EDGE}" stroke-width="1.5"/>\n'
         )
+        if paper:
+            head += (
+                f'<rect x="1" y="1" width="{self.width - 2}" height="{self.height - 2}" rx="12" fill="{PAPER}" '
+                f'stroke="{EDGE}" stroke-width="1.5"/>\n'
+            )
         return Diagram(head + "\n".join(self.parts) + "\n</svg>\n")
 
 
@@ -963,6 +967,24 @@ def _walk(node: _Node) -> Iterable[_Node]:
 
 
 # --------------------------------------------------------------------------------------------------
+# The "Open in Colab" badge of every chapter's header
+# --------------------------------------------------------------------------------------------------
+COLAB_BADGE = "open-in-colab.svg"
+
+
+def colab_badge() -> Diagram:
+    """The header's "Open in Colab" badge, drawn here (Colab's own is an image on Colab's site, broken
+    offline) and embedded like every picture: 118 x 20, "Open in" on grey, "Colab" on Colab's amber."""
+    svg = _Svg(118, 20, "Open in Colab")
+    svg.rect(0, 0, 118, 20, "#f9ab00", rx=3)
+    svg.rect(0, 0, 54, 20, "#4a4f55", rx=3)
+    svg.rect(50, 0, 4, 20, "#4a4f55", rx=0)
+    svg.text(27, 14, "Open in", size=11, fill="#ffffff")
+    svg.text(86, 14, "Colab", size=11, weight="bold", fill=INK)
+    return svg.render(paper=False)
+
+
+# --------------------------------------------------------------------------------------------------
 # The files in assets/, writing and drift
 # --------------------------------------------------------------------------------------------------
 def architecture_asset(info: Chapter) -> str:
@@ -982,6 +1004,7 @@ def _asset_makers() -> dict[str, Callable[[], str]]:
             "residual.svg": residual_diagram,
             "lr-schedule.svg": schedule_diagram,
             "beam-search.svg": beam_diagram,
+            COLAB_BADGE: colab_badge,
         }
     )
     return makers

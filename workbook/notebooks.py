@@ -315,7 +315,7 @@ def header_markdown(source: ChapterSource) -> str:
         [
             f"# Chapter {source.number} · {info.title}",
             "",
-            f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(info.stem)})",
+            f"[{asset_image('Open In Colab', diagrams.COLAB_BADGE)}]({colab_url(info.stem)})",
             "",
             "| | |",
             "|---|---|",
@@ -508,6 +508,37 @@ def stale_solved(solved_dir: Path = CHAPTERS_DIR / "solved", stems: list[str] | 
             if have != want:
                 out.append(f"{target} (run `workbook build --solved {info.stem[:2]}`)")
     return out
+
+
+def refresh_solved_markdown(solved_dir: Path = CHAPTERS_DIR / "solved", stems: list[str] | None = None) -> list[Path]:
+    """Bring the Markdown cells of the existing solved copies up to date with their sources, keeping
+    every code cell and output as executed: for a change of text or of a picture only (a new drawing
+    in assets/ re-embeds its PNG in every copy), which needs no re-execution. Refuses a copy whose
+    code cells differ from the source (run ``workbook build --solved NN`` for that one). Returns the
+    rewritten paths."""
+    import nbformat
+
+    written = []
+    for info in _selected(stems):
+        target = Path(solved_dir) / f"{info.stem}.ipynb"
+        if not target.exists():
+            continue
+        nb = nbformat.read(target, as_version=4)
+        want = make_notebook(load_source(info.stem), "solved")
+        same_shape = [(c.id, c.cell_type) for c in nb.cells] == [(c.id, c.cell_type) for c in want.cells]
+        same_code = all(h.source == w.source for h, w in zip(nb.cells, want.cells) if w.cell_type == "code")
+        if not (same_shape and same_code):
+            raise ValueError(
+                f"{target}: its code cells differ from the source: run `workbook build --solved {info.stem[:2]}`"
+            )
+        changed = False
+        for have, new in zip(nb.cells, want.cells):
+            if have.source != new.source:
+                have.source, changed = new.source, True
+        if changed:
+            atomic_write(target, render(nb))
+            written.append(target)
+    return written
 
 
 def execute(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 300) -> nbformat.NotebookNode:
