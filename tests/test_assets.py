@@ -234,14 +234,22 @@ def test_the_png_renders_the_svg(tmp_path):
         pytest.skip("no chromium: apt-get install -y chromium")
     from PIL import Image, ImageChops
 
-    text = diagrams.asset_texts()["residual.svg"]
-    png = diagrams.render_pngs({"residual.svg": text})["residual.svg"]
-    (tmp_path / "residual.png").write_bytes(png)
+    texts = diagrams.asset_texts()
+    text = texts["residual.svg"]
+    # `workbook build` renders only the stale PNG (here the missing one) and drops one no SVG makes
+    for name in diagrams.ASSET_NAMES:
+        if name != "residual.svg":
+            (tmp_path / diagrams.figure_name(name)).write_bytes(diagrams.figure_png(name))
+    (tmp_path / "by-hand.png").write_bytes(diagrams.figure_png("masks.svg"))
+    assert diagrams.write_figures(texts, tmp_path) == [tmp_path / "residual.png"]
+    assert not (tmp_path / "by-hand.png").exists() and diagrams.stale_figures(texts, tmp_path) == []
+    assert diagrams.write_figures(texts, tmp_path) == [], "nothing stale: nothing rendered"
     with Image.open(tmp_path / "residual.png") as new, Image.open(diagrams.FIGURES_DIR / "residual.png") as old:
         assert new.text[diagrams.SOURCE_KEY] == diagrams.svg_digest(text) and new.size == old.size
-        # the same picture as the committed one, give or take anti-aliasing (fonts differ between machines)
+        # the same picture as the committed one, give or take the text (another machine may have other
+        # fonts for "Helvetica, Arial, sans-serif") and anti-aliasing: boxes, wires, colours in place
         difference = ImageChops.difference(new.convert("L"), old.convert("L"))
-        assert sum(difference.histogram()[65:]) < 0.02 * new.width * new.height
+        assert sum(difference.histogram()[65:]) < 0.08 * new.width * new.height
 
 
 def test_a_source_showing_an_unknown_picture_is_rejected(tmp_path):
