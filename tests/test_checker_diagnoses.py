@@ -202,8 +202,49 @@ def greedy_never_stops_early(model, src, max_len, start_idx, end_idx, pad_idx=0)
     return ys
 
 
+class FFNConvolutions(nn.Module):
+    """Kernel-size-1 convolutions under names of their own."""
+
+    def __init__(self, d_model, d_ff):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv1d(d_model, d_ff, 1), nn.Conv1d(d_ff, d_model, 1)
+
+    def forward(self, x):
+        return self.conv2(torch.relu(self.conv1(x.transpose(1, 2)))).transpose(1, 2)
+
+
+class PEFromPositionOne(nn.Module):
+    def __init__(self, d_model, max_seq_length=5000):
+        super().__init__()
+        self.register_buffer("pe", solutions.PositionalEncoding(d_model, max_seq_length + 1).pe[:, 1:].clone())
+
+    def forward(self, x):
+        if x.size(1) > self.pe.size(1):
+            raise ValueError("longer than max_seq_length")
+        return x + self.pe[:, : x.size(1)]
+
+
+class DecoderNoCrossDropout(solutions.DecoderLayer):
+    def forward(self, x, encoder_output, src_mask=None, tgt_mask=None):
+        x = self.norm1(x + self.dropout(self.self_attn(x, x, x, tgt_mask)))
+        x = self.norm2(x + self.cross_attn(x, encoder_output, encoder_output, src_mask))
+        return self.norm3(x + self.dropout(self.feed_forward(x)))
+
+
+class DecoderCrossUnused(solutions.DecoderLayer):
+    def forward(self, x, encoder_output, src_mask=None, tgt_mask=None):
+        x = self.norm1(x + self.dropout(self.self_attn(x, x, x, tgt_mask)))
+        self.cross_attn(x, encoder_output, encoder_output, src_mask)
+        x = self.norm2(x)
+        return self.norm3(x + self.dropout(self.feed_forward(x)))
+
+
 CASES = [
     ("softmax", softmax_dim0, "softmax_wrong_axis"),
+    ("FeedForwardNetwork", FFNConvolutions, "ffn_conv1d"),
+    ("PositionalEncoding", PEFromPositionOne, "pe_positions_from_one"),
+    ("DecoderLayer", DecoderNoCrossDropout, "dropout_per_sublayer"),
+    ("DecoderLayer", DecoderCrossUnused, "sublayer_unused"),
     ("TokenEmbedding", EmbeddingDividedBySqrt, "embedding_wrong_scale"),
     ("PositionalEncoding", PEParameter, "pe_not_buffer"),
     ("PositionalEncoding", PEOnTheFly, "pe_no_length_error"),

@@ -122,10 +122,13 @@ def _extra_row(module) -> str:
     )
     x = torch.zeros(1, 5, D_MODEL)
     try:
-        added = _run(module, x.clone()).detach().double()
+        added = _run(module, x.clone())
     except Fail:
         return words
     table = sinusoid_table(D_MODEL, 6)
+    if not isinstance(added, torch.Tensor) or not added.is_floating_point():
+        return words
+    added = added.detach().double()
     if added.shape == (1, 5, D_MODEL) and torch.allclose(added, table[:, 1:], atol=1e-4):
         words += (
             " And your forward adds the rows of positions 1 to S (its positions start at 1): in section 3.5 the "

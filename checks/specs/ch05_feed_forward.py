@@ -46,9 +46,10 @@ def _hidden_width(ctx: Ctx, d_ff: int) -> int | None:
     shape of its `W_1.weight`, the first axis for a linear map and for a convolution alike)."""
     try:
         module = ctx.new(D_MODEL, d_ff)
-        weight = learner_call(module.state_dict, what="state_dict()").get("W_1.weight")
+        state = learner_call(module.state_dict, what="state_dict()")
     except Fail:
         return None
+    weight = state.get("W_1.weight") if isinstance(state, dict) else None
     return int(weight.shape[0]) if isinstance(weight, torch.Tensor) and weight.dim() >= 2 else None
 
 
@@ -62,6 +63,16 @@ def _structure_problems(ctx: Ctx) -> list[tuple[str, str]]:
         return []
     found: list[tuple[str, str]] = []
     convs = [name for name in ("W_1", "W_2") if "Conv" in _kind(getattr(module, name, None))]
+    if not convs and not _is_remote(module):  # convolutions under other names (conv1, conv2, ...)
+        try:
+            convs = [
+                n
+                for n, m in learner_call(lambda: list(module.named_modules()), what="named_modules()")
+                if n and "Conv" in _kind(m)
+            ]
+        except Fail:
+            convs = []
+        convs = [n for n in convs if "." not in n]
     if convs:
         kinds = " and ".join(f"`{name}` is an nn.{_kind(getattr(module, name))}" for name in convs)
         found.append(
@@ -75,11 +86,18 @@ def _structure_problems(ctx: Ctx) -> list[tuple[str, str]]:
         )
     width, other = _hidden_width(ctx, D_FF), _hidden_width(ctx, D_FF + 16)
     if width is not None and width != D_FF:
-        if width == 4 * D_MODEL and other == width:
+        if other == width:
+            named = (
+                f"4 * d_model = {width}"
+                if width == 4 * D_MODEL
+                else f"d_model = {width}"
+                if width == D_MODEL
+                else str(width)
+            )
             words = (
-                f"Your hidden layer is 4 * d_model = {width} features wide whatever d_ff is (built with "
-                f"d_ff={D_FF} and with d_ff={D_FF + 16}, W_1 gives {width} features both times): its width "
-                "should be the d_ff the constructor is given."
+                f"Your hidden layer is {named} features wide whatever d_ff is (built with d_ff={D_FF} and with "
+                f"d_ff={D_FF + 16}, W_1 gives {width} features both times): its width should be the d_ff the "
+                "constructor is given."
             )
         else:
             words = (
