@@ -516,8 +516,7 @@ DIAGNOSES: dict[str, Diagnosis] = {
     "lr_times_initial_lr": Diagnosis(
         "(checker) Your rate is equation 3 multiplied by the learning rate the optimizer was built with. Equation 3 "
         "is the rate itself: the scheduler overwrites the optimizer's lr, whatever number it started from "
-        "(torch's LambdaLR multiplies its lambda by that initial lr, so with LambdaLR the optimizer must start "
-        "at lr=1).",
+        "(torch's LambdaLR, for one, multiplies its lambda by that initial lr).",
         "5.3",
         f"{DOCS}generated/torch.optim.lr_scheduler.LambdaLR.html",
     ),
