@@ -157,12 +157,16 @@ class Connection:
         if folder is not None and folder.is_dir():
             sandbox.scratch_copy(folder, self.work)
         self.work.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "checks.judge_worker"]
-        env = {**sandbox.environment(), "PYTHONPATH": _checks_root(), "PYTHONDONTWRITEBYTECODE": "1"}
-        env.pop("PYTHONSTARTUP", None)
+        # Isolated: a `checks/` folder in the submission is never imported in place of the worker's.
+        command = sandbox.isolated_python("checks.judge_worker", _checks_root())
         self.sandboxed = protect and sandbox.available() is None
-        if self.sandboxed:
-            command = sandbox.bwrap_command(command, self.work, hidden, needed=_needed_paths(hidden))
+        if self.sandboxed:  # only the worker's own three files of the grader, no reference, no network
+            shown = [Path(__file__).resolve().parent / f for f in ("__init__.py", "wire.py", "judge_worker.py")]
+            command = sandbox.confined_command(command, self.work, hidden, shown=shown)
+            env = sandbox.confined_environment(self.work)
+        else:
+            env = {**sandbox.environment(), "PYTHONDONTWRITEBYTECODE": "1"}
+            env.pop("PYTHONSTARTUP", None)
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
@@ -173,6 +177,8 @@ class Connection:
             start_new_session=True,
         )
         self.buffer = b""
+        self.sequence = 0  # of the last request sent
+        self.broken: str | None = None  # why the judge ended the worker, when it broke the protocol
         self.deadline = CALL_LIMIT
         self.optimizers: dict[int, torch.optim.Optimizer] = {}
         self.remotes: dict[int, Any] = {}
@@ -299,8 +305,14 @@ class Connection:
                 tensor.register_hook(on_grad)
 
     def exchange(self, message: dict, limit: float) -> dict:
+        """Send one request, read its one answer. Every request carries a number the answer must
+        carry back; an answer out of turn, or one more than was asked for, ends the worker."""
         if self.process.poll() is not None:
             raise WorkerGone(self.ended())
+        if self.buffer:
+            raise self._broken("the grading process sent an answer nobody asked for (out of turn)")
+        self.sequence += 1
+        message = {**message, "seq": self.sequence}
         try:
             self.process.stdin.write(wire.dumps(message))
             self.process.stdin.flush()
@@ -325,13 +337,24 @@ class Connection:
                 raise WorkerGone("the code sent back more than the judge accepts")
         line, _, self.buffer = self.buffer.partition(b"\n")
         try:
-            return wire.loads(line)
+            answer = wire.loads(line)
         except wire.WireError as error:
             self.close()
             raise WorkerGone(f"the grading process broke the protocol ({error})") from None
+        if not isinstance(answer, dict) or answer.get("seq") != self.sequence or self.buffer:
+            raise self._broken("the grading process answered out of turn (the protocol was broken)")
+        return answer
+
+    def _broken(self, why: str) -> WorkerGone:
+        """End the worker for breaking the protocol; ``why`` is what the verdict says from now on."""
+        self.broken = why
+        self.close()
+        return WorkerGone(why)
 
     def ended(self) -> str:
         code = self.process.wait()
+        if self.broken:
+            return self.broken
         how = f"exit status {code}" if code >= 0 else f"signal {-code}"
         return (
             f"your code ended the grading process ({how}): it called os._exit or exit(), crashed inside "
@@ -405,29 +428,9 @@ def _is_hidden(obj: Any) -> bool:
     return bool(candidates & _HIDDEN)
 
 
-def _needed_paths(hidden: list[Path]) -> list[Path]:
-    """What the worker must see under a hidden folder: Python and its packages, and ``checks``."""
-    roots = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent}
-    roots.update(Path(p) for p in sys.path if p and Path(p).is_dir() and "-packages" in p)
-    roots.add(Path(__file__).resolve().parent)
-    return sorted({p.resolve() for p in roots})
-
-
 def places_of_the_reference() -> list[Path]:
-    """Where the reference can be read on this machine: the installed ``solutions`` and ``workbook``
-    (whose chapter sources hold the solutions); for a source checkout, the whole checkout."""
-    import importlib.util
-
-    import solutions
-
-    places = [Path(solutions.__file__).resolve().parent]
-    app = importlib.util.find_spec("workbook")  # located, not imported: the grader sits below the app
-    if app is not None and app.origin:
-        places.append(Path(app.origin).resolve().parent)
-    root = places[0].parent
-    if (root / "pyproject.toml").exists() and (root / "checks").is_dir():
-        places = [root]
-    return places
+    """Where the reference can be read on this machine (``checks.sandbox.reference_places``)."""
+    return sandbox.reference_places()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -442,6 +445,20 @@ def _by_value(objects: dict[str, Any]) -> dict:
             _Pickler.dumps(obj)
             kept[name] = obj
     return {"__p": _pickled(kept)}
+
+
+def pickled_parts(names: Iterable[str]) -> bytes:
+    """The reference parts ``names`` (the earlier chapters' exercises), pickled by value: what the
+    course's kernel gets in place of ``solutions`` (a part that cannot travel stays behind)."""
+    from .references import REFERENCES
+
+    kept = {}
+    for name in names:
+        if name in REFERENCES:
+            with contextlib.suppress(NotJudged):
+                _Pickler.dumps(REFERENCES[name])
+                kept[name] = REFERENCES[name]
+    return _Pickler.dumps(kept)
 
 
 def judge_cells(
@@ -490,6 +507,11 @@ def judge_cells(
             while todo:
                 name = todo.pop(0)
                 result, fresh = _judge_one(conn, name, SPECS[name], REFERENCES, time_limit_s)
+                if conn.broken:  # the worker broke the protocol: nothing it said can be graded
+                    result = CheckResult(name, "not graded", failures=[f"{name} could not be judged: {conn.broken}."])
+                    judgement.results[name] = result
+                    judgement.problem = conn.broken
+                    break
                 judgement.results[name] = result
                 done.append(name)
                 if fresh:

@@ -250,6 +250,7 @@ class Worker:
                 answer = handlers[op](request)
             except (Exception, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001 - the student's error
                 answer = {"raised": describe(exc)}
+            answer["seq"] = request.get("seq")  # which request this answers (the judge checks it)
             answer["optimizers"] = {
                 str(token): [{k: v for k, v in g.items() if k != "params" and wire.plain(v)} for g in opt.param_groups]
                 for token, opt in self.optimizers.items()
@@ -257,7 +258,8 @@ class Worker:
             try:
                 self.send(answer)
             except wire.WireError as error:
-                self.send({"raised": {"type": "TypeError", "message": str(error), "frame": None}})
+                failed = {"type": "TypeError", "message": str(error), "frame": None}
+                self.send({"raised": failed, "seq": request.get("seq")})
 
 
 def same(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -96,6 +97,126 @@ def bwrap_command(
     return args + command
 
 
+# What a confined process sees of the system: programs, libraries and the few files of /etc they
+# read (the dynamic loader's cache, users and groups by number, fonts, certificates, the time zone).
+SYSTEM_PATHS = (
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/fonts",
+    "/etc/ssl/certs",
+    "/etc/localtime",
+    "/etc/mime.types",
+    "/sys/devices/system/cpu",
+)
+# The variables a confined process keeps of the grader's environment (everything else, the
+# teacher's tokens and paths included, stays outside).
+KEPT_VARIABLES = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "PYTHONHASHSEED", "PYTHONUTF8")
+KEPT_PREFIXES = ("OMP_", "MKL_", "OPENBLAS_", "KMP_")
+
+
+def python_paths(hidden: Iterable[Path] = ()) -> list[Path]:
+    """Where this Python and its installed packages live (its prefixes and every ``*-packages``
+    folder on ``sys.path``), less anything under ``hidden``. A source checkout on ``sys.path`` (an
+    editable install's folder, ``PYTHONPATH``) is not shown: it holds the reference."""
+    hidden = [Path(h).resolve() for h in hidden]
+    roots = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent}
+    roots.update(Path(p) for p in sys.path if p and p.endswith("-packages") and Path(p).is_dir())
+    found = sorted({p.resolve() for p in roots if p.exists()})
+    outermost = [p for p in found if not any(q in p.parents for q in found)]
+    return [p for p in outermost if not any(p == h or h in p.parents for h in hidden)]
+
+
+def confined_command(
+    command: list[str],
+    writable: Path,
+    hidden: Iterable[Path] = (),
+    shown: Iterable[Path] = (),
+    shared: Iterable[Path] = (),
+    network: bool = False,
+) -> list[str]:
+    """``command`` in bubblewrap, seeing only what it needs: the system's programs and libraries
+    (``SYSTEM_PATHS``), this Python and its packages (less ``hidden``, the reference), ``shown``
+    read-only, ``shared`` and ``writable`` read-write (``writable`` is its working directory, its
+    home and its temporary folder); an empty private ``/tmp``, its own ``/proc`` (its own processes
+    only) and ``/dev``. Nothing else of the disk is there: not the user's home, not other kernels'
+    connection files, not a course folder, not other submissions wherever they are. ``network``:
+    keep the host's network (only for a kernel whose client talks TCP); by default it has none, not
+    even the host's loopback, and only the abstract sockets of its own network namespace."""
+    writable = Path(writable).resolve()
+    hidden = sorted({Path(h).resolve() for h in hidden})
+    args = [shutil.which("bwrap") or "bwrap"]  # the root is an empty tmpfs, read-only at the end
+    for place in SYSTEM_PATHS:
+        if os.path.islink(place):
+            args += ["--symlink", os.readlink(place), place]
+        elif os.path.exists(place):
+            args += ["--ro-bind", place, place]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for path in [*python_paths(hidden), *(Path(p).resolve() for p in shown)]:
+        args += ["--ro-bind", str(path), str(path)]
+    for folder in hidden:  # a hidden folder inside a shown one (a package installed in site-packages)
+        if any(folder != p and p in folder.parents for p in python_paths()):
+            args += ["--tmpfs", str(folder), "--remount-ro", str(folder)]
+    for path in shared:
+        args += ["--bind", str(Path(path).resolve()), str(Path(path).resolve())]
+    args += ["--bind", str(writable), str(writable), "--chdir", str(writable)]
+    args += ["--remount-ro", "/"]
+    unshare = ["--unshare-all", "--share-net"] if network else ["--unshare-all"]
+    args += [*unshare, "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--"]
+    return args + command
+
+
+def confined_environment(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a confined process: a few variables of this one (``KEPT_VARIABLES``),
+    ``HOME`` and ``TMPDIR`` in its own folder, and ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k in KEPT_VARIABLES or k.startswith(KEPT_PREFIXES)}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update(HOME=str(home), TMPDIR=str(home), MPLCONFIGDIR=str(home), PYTHONDONTWRITEBYTECODE="1")
+    env.update(extra)
+    return env
+
+
+def reference_places() -> list[Path]:
+    """Where the reference can be read on this machine: the installed ``solutions`` and ``workbook``
+    (whose chapter sources hold the solutions); for a source checkout, the whole checkout. Located,
+    not imported (a launcher needs no torch for this)."""
+    import importlib.util
+
+    places = []
+    for name in ("solutions", "workbook"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            places.append(Path(spec.origin).resolve().parent)
+    roots = {p.parent for p in places}
+    for root in roots:
+        if (root / "pyproject.toml").exists() and (root / "checks").is_dir():
+            return [root]
+    return places
+
+
+def isolated_python(module: str, root: str | Path | None = None) -> list[str]:
+    """``python -m module``, isolated (``-I``): neither the working directory nor ``PYTHONPATH`` nor
+    the user's site-packages comes before the installed packages, so a ``workbook/`` or ``checks/``
+    folder beside a submission is never imported in place of ours. ``root``: the one folder put
+    first on ``sys.path`` (where this process found the module)."""
+    boot = "import runpy, sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+    if root is not None:
+        boot += f"sys.path.insert(0, {str(root)!r}); "
+    boot += f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+    return [sys.executable, "-I", "-c", boot]
+
+
 def environment() -> dict[str, str]:
     """The environment a sandboxed worker starts with: this one, less what could reach outside."""
     drop = ("SSH_AUTH_SOCK", "DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "WAYLAND_DISPLAY", "JPY_SESSION_NAME")
@@ -122,10 +243,11 @@ def scratch_copy(folder: Path, dest: Path) -> Path:
     """Copy ``folder``'s small files into ``dest`` (made here) and return ``dest``.
 
     A cell may read a file beside its notebook (a data file, a helper module), so the worker starts
-    in a copy of that folder. Left out: files over 16 MB, anything past 256 MB in all, and run and
-    tool folders (``runs/``, ``checkpoints/``, ``.git``, ``.ipynb_checkpoints``...). Symbolic links
-    to files are copied as the files they point to (a write through a link would reach the
-    original); links to folders are left out.
+    in a copy of that folder. Left out: files over 16 MB, anything past 256 MB in all, run and tool
+    folders (``runs/``, ``checkpoints/``, ``.git``, ``.ipynb_checkpoints``...), and every symbolic
+    link, to a file or a folder: a link placed in a submission would otherwise bring into the copy
+    what it points to (a gradebook, a classmate's notebook, the course's configuration). Files are
+    opened without following a link, so one swapped in while copying is refused too.
     """
     if not folder.is_dir():
         raise FileNotFoundError(f"the notebook's folder {folder} is gone")
@@ -136,13 +258,22 @@ def scratch_copy(folder: Path, dest: Path) -> Path:
         dirs[:] = [d for d in dirs if d not in SCRATCH_SKIP and not Path(root, d).is_symlink() and len(rel.parts) < 4]
         (dest / rel).mkdir(parents=True, exist_ok=True)
         for name in files:
-            source = Path(root, name)
             try:
-                size = source.stat().st_size  # follows a link to its file
-                if not source.is_file() or size > SCRATCH_FILE_LIMIT or size > budget:
-                    continue
-                shutil.copyfile(source, dest / rel / name)
-                budget -= size
+                budget -= _copy_plain_file(Path(root, name), dest / rel / name, budget)
             except OSError:
-                continue  # unreadable or vanished: the cell that needs it will say so
+                continue  # unreadable, vanished or a link: the cell that needs it will say so
     return dest
+
+
+def _copy_plain_file(source: Path, target: Path, budget: int) -> int:
+    """Copy ``source`` if it is a regular file (never through a link) of at most the limits; its size."""
+    fd = os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > min(SCRATCH_FILE_LIMIT, budget):
+            return 0
+        with os.fdopen(os.dup(fd), "rb") as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out)
+        return info.st_size
+    finally:
+        os.close(fd)

@@ -234,3 +234,94 @@ def test_the_worker_has_a_memory_limit_the_student_cannot_lift():
     assert judgement.cell_errors["2"].startswith(("ValueError", "PermissionError"))  # the hard limit holds
     assert judgement.cell_errors["3"].startswith("MemoryError")
     assert judgement.results["FeedForwardNetwork"].passed  # and the rest is judged all the same
+
+
+# --------------------------------------------------------------------------------------------------
+# The judge trusts nothing the student's object says about itself (issue 21)
+# --------------------------------------------------------------------------------------------------
+FFN_DETACHED = FFN_WRONG.replace(
+    "self.W_2(self.W_1(x))  # no ReLU",
+    "F.linear(torch.relu(F.linear(x, self.W_1.weight.detach(), self.W_1.bias.detach())), "
+    "self.W_2.weight.detach(), self.W_2.bias.detach())  # right numbers, no gradient to the weights",
+)
+
+
+def test_an_empty_or_partial_named_parameters_fails_the_gradient_test():
+    """Right values, no gradient reaches the weights, and named_parameters() that hides them: the
+    gradient test must not find 'nothing to compare'."""
+    assert judge_ffn(FFN_DETACHED).results["FeedForwardNetwork"].state == "failed"  # the plain case
+    for hide in ("iter(())", "iter([('W_1.weight', self.W_1.weight)])"):
+        code = FFN_DETACHED + f"\nFeedForwardNetwork.named_parameters = lambda self, *a, **k: {hide}\n"
+        result = judge_ffn(code).results["FeedForwardNetwork"]
+        assert result.state == "failed", (hide, result.failures)
+
+
+def test_nan_answers_from_the_worker_fail():
+    nan = (
+        "import checks.wire as _wire\n_encode = _wire.encode_tensor\n"
+        "_wire.encode_tensor = lambda t: _encode(torch.full_like(t, float('nan')) if t.is_floating_point() else t)\n"
+    )
+    for base in (FFN_WRONG, FFN_DETACHED):
+        assert judge_ffn(base, nan).results["FeedForwardNetwork"].state == "failed"
+
+
+def test_an_answer_nobody_asked_for_ends_the_worker_not_graded():
+    unasked = textwrap.dedent(
+        """
+        import os, json
+        _forward = FeedForwardNetwork.forward
+        def forward(self, x):
+            for fd in range(3, 12):
+                try:
+                    os.write(fd, (json.dumps({"value": None}) + "\\n").encode())
+                except OSError:
+                    pass
+            return _forward(self, x)
+        FeedForwardNetwork.forward = forward
+        """
+    )
+    judgement = judge_ffn(FFN_WRONG, unasked)
+    assert judgement.problem and "out of turn" in judgement.problem
+    assert judgement.results["FeedForwardNetwork"].state == "not graded"
+
+
+def _python_in_home() -> set[str]:
+    """The names in the home folder that lead to Python itself (a pyenv install lives there)."""
+    home = Path.home()
+    return {
+        Path(p).resolve().relative_to(home).parts[0]
+        for p in (sys.prefix, sys.base_prefix)
+        if home in Path(p).resolve().parents
+    }
+
+
+@needs_sandbox
+def test_the_worker_sees_no_home_no_other_files_no_network_and_none_of_the_teachers_environment(tmp_path, monkeypatch):
+    secret = f"secret-{uuid.uuid4().hex}"
+    monkeypatch.setenv("TEACHER_TOKEN", secret)
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text(secret)
+    probe = textwrap.dedent(
+        f"""
+        import os, socket
+        seen = []
+        for what, fn in [
+            ("file", lambda: open({str(outside)!r}).read()),
+            ("home", lambda: [n for n in os.listdir({str(Path.home())!r}) if n not in {sorted(_python_in_home())!r}]),
+            ("environ", lambda: os.environ["TEACHER_TOKEN"]),
+            ("proc", lambda: [p for p in os.listdir("/proc") if p.isdigit() and int(p) > 3]),
+            ("net", lambda: socket.create_connection(("127.0.0.1", 9), timeout=1)),
+        ]:
+            try:
+                value = fn()
+                if value:
+                    seen.append(what)
+            except (OSError, KeyError):
+                pass
+        if seen:
+            raise SystemExit("saw " + ",".join(seen))
+        """
+    )
+    judgement = judge_ffn(FFN_RIGHT, probe)
+    assert not judgement.cell_errors, judgement.cell_errors
+    assert judgement.results["FeedForwardNetwork"].state == "passed"

@@ -393,6 +393,16 @@ def test_magics_and_helper_calls_are_blanked_keeping_line_numbers() -> None:
     assert clean_source("%%bash\nls") is None  # a shell cell is not Python
     assert clean_source("check(softmax)\n# hint(softmax)") is None
     assert clean_source("def f():\n    check(x)") == "def f():\n    check(x)"  # only top-level calls go
+    # A line that continues a statement is Python, whatever it starts with (issue 21): string
+    # formatting, a comparison, the inside of a triple-quoted text, a backslash continuation.
+    for python in (
+        "LABEL = ('width %d'\n         % 64)",
+        "same = (1\n!= 2)",
+        "text = '''\n%not a magic\n!nor this\n'''",
+        "x = 1 + \\\n%2",
+    ):
+        assert clean_source(python) == python, python
+    assert clean_source("%matplotlib inline\nLABEL = ('%d'\n% 3)") == "\nLABEL = ('%d'\n% 3)"
 
 
 def test_solved_chapter_notebooks_pass(capsys) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 
 import nbformat
 
+from checks.sandbox import isolated_python
 from workbook.chapters import Chapter
 from workbook.files import atomic_write
 from workbook.notebooks import (
@@ -96,6 +96,13 @@ def assert_passes(name: str, namespace: dict[str, Any] | None = None, time_limit
 
 
 REPORT_KEY = "workbook"  # output metadata the teacher report reads: {"exercise", "state", "diagnoses"}
+
+
+def verdicts_path(course_dir: Path | str, assignment: str, student: str, notebook: str) -> Path:
+    """Where the judge keeps its verdicts of one submitted notebook (grade id -> verdict): in the
+    course's grading folder, beside nbgrader's gradebook, where no kernel can write. The teacher
+    report reads the verdicts from here only; what the kernel put in the notebook is never trusted."""
+    return Path(course_dir) / ".workbook-grading" / "verdicts" / assignment / student / f"{notebook}.json"
 
 
 def _show(result: Any) -> None:
@@ -380,12 +387,19 @@ def kernel_spec() -> str:
     """The course kernel's ``kernel.json``: this Python, through ``workbook.sandbox_kernel``.
     Interrupts travel as messages, since the kernel runs in a process group of its own."""
     spec = {
-        "argv": [sys.executable, "-m", "workbook.sandbox_kernel", "-f", "{connection_file}"],
+        # Isolated (-I, the launcher's own folder first): a `workbook/` folder shipped beside a
+        # submission is never imported in place of the launcher, which runs as the teacher.
+        "argv": [*isolated_python("workbook.sandbox_kernel", _package_root()), "-f", "{connection_file}"],
         "display_name": "Python 3 (transformer-workbook sandbox)",
         "language": "python",
         "interrupt_mode": "message",
     }
     return json.dumps(spec, indent=1) + "\n"
+
+
+def _package_root() -> str:
+    """The folder the running ``workbook`` package was imported from."""
+    return str(Path(__file__).resolve().parents[1])
 
 
 def course_chapters() -> list[Chapter]:

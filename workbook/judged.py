@@ -1,8 +1,8 @@
 """A chapter notebook judged from outside the student's code (``checks.judge``), for the app.
 
-The course's autograde (``workbook.nbgrader_ext.JudgeSubmission``) and ``workbook check --judge``
-read the notebook here (only read), pick the cells to run as the runner does, and hand them to the
-judge with the reference parts of the earlier chapters (which the chapter's setup cells use).
+The course's autograde (``workbook.nbgrader_ext.JudgedExecute``) and ``workbook check`` read the
+notebook here (only read), pick the cells to run as the runner does, and hand them to the judge with
+the reference parts of the earlier chapters (which the chapter's setup cells use).
 """
 
 from __future__ import annotations

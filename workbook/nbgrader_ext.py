@@ -1,4 +1,4 @@
-"""Two nbgrader preprocessors the course needs (configured in the course's ``nbgrader_config.py``).
+"""The nbgrader preprocessors the course needs (configured in the course's ``nbgrader_config.py``).
 
 Only nbgrader itself loads this module (nbgrader is the ``teach`` extra: ``pip install
 "transformer-workbook[teach]"``), so it imports nbgrader at the top; nothing a learner runs imports it.
@@ -12,6 +12,9 @@ Only nbgrader itself loads this module (nbgrader is the ``teach`` extra: ``pip i
   stripped would make nbgrader fail with a ``KeyError`` deep inside ``add_missing_cells`` (or grade it
   zero without a word). This one stops that notebook with a message that says what happened and how
   to repair it (``workbook course DIR --repair``).
+* :class:`JudgedExecute` (autograde): nbgrader's ``Execute`` in the sandboxed course kernel (over
+  IPC, without the hidden tests), then the judge, whose verdicts alone decide the grade and are kept
+  where the teacher report reads them (``workbook.course.verdicts_path``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from nbgrader import utils
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Unicode
 
+from workbook.chapters import chapter as chapter_of
 from workbook.course import REPORT_KEY
 
 
@@ -149,8 +153,30 @@ class JudgedExecute(Execute):
     """
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
+        import os
+        import shutil
+        import tempfile
+
+        from workbook.sandbox_kernel import PARTS_FILE, PRIVATE_ENV
+
+        self._drop_linked_files(resources)
         judge = self._start_judge(nb, resources)  # the cells as nbgrader restored them, before they run
         stopped = None
+        # The kernel's private folder: its Unix sockets (no network) and the earlier chapters' parts.
+        private = tempfile.mkdtemp(prefix="workbook-kernel-")
+        if judge is not None:
+            from checks.judge import pickled_parts
+            from workbook.judged import earlier_exercises
+
+            with open(os.path.join(private, PARTS_FILE), "wb") as file:
+                file.write(pickled_parts(earlier_exercises(chapter_of(judge["stem"]))))
+        # The kernel never receives the hidden tests (the judge grades): no hook of the student's can
+        # copy their text into the feedback.
+        hidden = [(cell, cell.source) for cell in nb.cells if self._hides(cell)]
+        for cell, source in hidden:
+            cell.source = remove_hidden_region(source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+        before = os.environ.get(PRIVATE_ENV)
+        os.environ[PRIVATE_ENV] = private
         try:
             nb, resources = super().preprocess(nb, resources)
         except Exception as error:  # noqa: BLE001 - a dead kernel (os._exit, a crash): the judge goes on
@@ -161,9 +187,66 @@ class JudgedExecute(Execute):
                 _where(resources),
                 stopped,
             )
+        finally:
+            if before is None:
+                os.environ.pop(PRIVATE_ENV, None)
+            else:
+                os.environ[PRIVATE_ENV] = before
+            shutil.rmtree(private, ignore_errors=True)
+            for cell, source in hidden:
+                cell.source = source
         if judge is not None:
             self._judge(nb, resources, stopped, judge)
         return nb, resources
+
+    def _drop_linked_files(self, resources: ResourcesDict) -> None:
+        """nbgrader copies a submission's files into ``autograded/`` following symbolic links (its
+        ``shutil.copy``): a link to the gradebook, a classmate's notebook or the course config would
+        arrive there as a copy of what it points to. Every file that was a link in ``submitted/`` is
+        removed from the autograded copy before the kernel or the judge sees the folder."""
+        import os
+        from pathlib import Path
+
+        from workbook.sandbox_kernel import COURSE_ENV
+
+        info = resources.get("nbgrader", {})
+        here = resources.get("metadata", {}).get("path")
+        course = os.environ.get(COURSE_ENV)
+        if not (here and course and info.get("student") and info.get("assignment")):
+            return
+        submitted = Path(course) / "submitted" / info["student"] / info["assignment"]
+        for root, dirs, files in os.walk(submitted, followlinks=False):
+            for name in [*files, *dirs]:
+                link = Path(root, name)
+                if not link.is_symlink():
+                    continue
+                copied = Path(here) / link.relative_to(submitted)
+                if copied.is_file() or copied.is_symlink():
+                    copied.unlink()
+                self.log.warning(
+                    "[workbook] %s: %s is a symbolic link: it is not graded (left out of the autograded copy)",
+                    _where(resources),
+                    link.relative_to(submitted),
+                )
+
+    @staticmethod
+    def _hides(cell: NotebookNode) -> bool:
+        return cell.get("cell_type") == "code" and "BEGIN HIDDEN TESTS" in cell.get("source", "")
+
+    def create_kernel_manager(self) -> Any:
+        """nbclient's kernel manager, talking to the kernel over Unix sockets in the kernel's private
+        folder (Jupyter's IPC transport): the sandboxed kernel then needs no network at all."""
+        import os
+
+        from checks import sandbox
+        from workbook.sandbox_kernel import PRIVATE_ENV
+
+        km = super().create_kernel_manager()
+        private = os.environ.get(PRIVATE_ENV)
+        if private and sandbox.available() is None:
+            km.transport = "ipc"
+            km.ip = os.path.join(private, "kernel")
+        return km
 
     def _start_judge(self, nb: NotebookNode, resources: ResourcesDict) -> dict | None:
         """What the judge needs (the notebook's cells as nbgrader restored them), taken before the
@@ -228,6 +311,7 @@ class JudgedExecute(Execute):
             for c in nb.cells
             if isinstance(c.metadata.get("workbook"), dict) and c.metadata["workbook"].get("duplicate_grade_id")
         }
+        record: dict[str, dict] = {}
         for name, cell in tests.items():
             if grade_cell_id(name) != cell.metadata.get("nbgrader", {}).get("grade_id"):
                 continue
@@ -263,9 +347,25 @@ class JudgedExecute(Execute):
                 verdict["why"] = why
                 self.log.error("[workbook] %s: %s: %s", _where(resources), name, why)
             _apply(cell, result, verdict)
+            record[grade_cell_id(name)] = {**verdict, "failures": [f for f in result.failures if f][:3]}
+        write_verdicts(resources, record)
 
 
 _SAID = {"missing": False}
+
+
+def write_verdicts(resources: ResourcesDict, record: dict[str, dict]) -> None:
+    """The judge's verdicts of this submission (grade id -> verdict), written atomically."""
+    import os
+
+    from workbook.course import verdicts_path
+    from workbook.files import atomic_write
+    from workbook.sandbox_kernel import COURSE_ENV
+
+    info = resources.get("nbgrader", {})
+    course = os.environ.get(COURSE_ENV) or info.get("course_dir") or "."
+    path = verdicts_path(course, info.get("assignment", "?"), info.get("student", "?"), info.get("notebook", "?"))
+    atomic_write(path, json.dumps(record, indent=1, sort_keys=True))
 
 
 def _judge_payload(payload: dict) -> dict:
@@ -314,6 +414,8 @@ def _apply(cell: NotebookNode, result: Any, verdict: dict) -> None:
     kept = []
     for output in cell.get("outputs", []):
         kind = output.get("output_type")
+        if isinstance(output.get("metadata"), dict):  # a verdict the kernel made up is shown, never read
+            output["metadata"].pop(REPORT_KEY, None)
         if kind == "error":
             text = f"(in the notebook) {output.get('ename', '')}: {output.get('evalue', '')}\n"
             kept.append(new_output("stream", name="stdout", text=text))

@@ -3,12 +3,10 @@
 ``workbook course DIR --report`` reads what nbgrader's own commands left in the course folder:
 
 * the scores, from the gradebook (``gradebook.db``, nbgrader's API);
-* the checker's verdict of every exercise, from the autograded notebooks
-  (``autograded/<student>/<chapter>/<chapter>.ipynb``): the hidden test displays the checker's
-  result with ``{"workbook": {"exercise", "state", "diagnoses"}}`` in the output's metadata
-  (``workbook.course._show``);
-* the flags of the checker ("reference copied": the part is the reference, a subclass or wrapper of
-  it, or its code; ``checks.copies``), for the teacher to judge;
+* the judge's verdict of every exercise (state, diagnoses, the flag "reference copied": the part is
+  the reference, a subclass or wrapper of it, or its code; ``checks.copies``), from the judge's own
+  record beside the gradebook (``workbook.course.verdicts_path``), written by autograde's judge; the
+  autograded notebooks' outputs came from the student's kernel and are never read for a verdict;
 * the submissions (``submitted/``), so that a submission autograde could not grade is named with
   the reason instead of standing as a silent zero.
 
@@ -28,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbook.chapters import chapter as find_chapter
-from workbook.course import REPORT_KEY, grade_cell_id
+from workbook.course import grade_cell_id, verdicts_path
 
 
 @dataclass
@@ -76,25 +74,16 @@ def _gradebook_scores(course_dir: Path, stem: str) -> dict[str, dict[str, tuple[
     return scores
 
 
-def _verdicts(notebook_path: Path) -> dict[str, dict]:
-    """grade id -> the checker's verdict (or the error) found in an autograded notebook's test cell."""
-    import nbformat
-
-    found: dict[str, dict] = {}
-    notebook = nbformat.read(notebook_path, as_version=4)
-    for cell in notebook.cells:
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if cell.cell_type != "code" or not grade_id:
-            continue
-        verdict: dict = {"ran": bool(cell.get("outputs"))}
-        for output in cell.get("outputs", []):
-            meta = output.get("metadata", {}).get(REPORT_KEY)
-            if isinstance(meta, dict) and not (verdict.get("judge") and not meta.get("judge")):
-                verdict.update(meta)  # the judge's verdict, when there is one, over the notebook's own
-            if output.get("output_type") == "error":
-                verdict["error"] = f"{output.get('ename', '')}: {output.get('evalue', '')}".strip()
-        found[grade_id] = verdict
-    return found
+def _verdicts(course_dir: Path, stem: str, student: str) -> dict[str, dict] | None:
+    """grade id -> the judge's verdict of one student's submission, from the judge's own record
+    (``workbook.course.verdicts_path``); None when the judge left none. The autograded notebook is
+    not read for verdicts: its outputs came from the student's kernel."""
+    path = verdicts_path(course_dir, stem, student, stem)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return {k: v for k, v in record.items() if isinstance(v, dict)} if isinstance(record, dict) else None
 
 
 def _checker_message(error: str) -> str:
@@ -116,35 +105,29 @@ def collect(course_dir: Path, stem: str) -> ChapterReport:
     submitted = sorted(p.name for p in (course_dir / "submitted").glob("*") if (p / stem).is_dir())
     for student in sorted(set(submitted) | set(scores)):
         autograded = course_dir / "autograded" / student / stem / f"{stem}.ipynb"
-        verdicts = _verdicts(autograded) if autograded.exists() else {}
+        verdicts = _verdicts(course_dir, stem, student)
         for name in exercises:
             entry = Entry(student, name)
             score = scores.get(student, {}).get(grade_cell_id(name))
-            verdict = verdicts.get(grade_cell_id(name))
+            verdict = (verdicts or {}).get(grade_cell_id(name))
             if score is not None:
                 entry.score, entry.max_score = score
             if not autograded.exists():
                 entry.why = (
                     "autograde could not grade this submission (its kernel died, or it failed: see autograde's output)"
                 )
+            elif verdicts is None:
+                entry.why = "the judge left no verdict for this submission (autograded with another configuration?)"
             elif verdict is None:
                 entry.why = "its test cell is missing from the autograded notebook (a duplicate or deleted grade id?)"
-            elif "state" in verdict:
-                entry.state, entry.diagnoses = verdict["state"], list(verdict.get("diagnoses", []))
-                entry.flags = list(verdict.get("flags", []))
-                entry.why = verdict.get("why") or _checker_message(verdict.get("error", ""))
-            elif verdict.get("error"):
-                match = re.match(
-                    rf"AssertionError: {re.escape(name)}: (passed|failed|not attempted)\b", verdict["error"]
-                )
-                entry.state = match.group(1) if match else "not graded"
-                entry.why = _first_line(verdict["error"])
-            elif not verdict["ran"]:
-                entry.why = "the test cell did not run (the kernel died or a cell hung past the time limit)"
             else:
-                entry.state = "passed" if score is not None and score[0] == score[1] else "not graded"
-            if entry.state == "not graded" and score is not None and not entry.why:
-                entry.why = "no verdict of the checker in the autograded notebook"
+                entry.state = str(verdict.get("state", "not graded"))
+                entry.diagnoses = list(verdict.get("diagnoses", []))
+                entry.flags = list(verdict.get("flags", []))
+                failures = [f for f in verdict.get("failures", []) if isinstance(f, str)]
+                entry.why = verdict.get("why") or (_first_line(failures[0]) if failures else "")
+            if entry.state == "passed" and score is not None and score[0] != score[1]:
+                entry.state, entry.why = "not graded", "the gradebook's score disagrees with the judge's verdict"
             report.entries.append(entry)
     return report
 

@@ -116,10 +116,13 @@ def clean_source(source: str) -> str | None:
         if lines[0].split()[0] not in BODY_MAGICS:
             return None  # %%bash, %%writefile...: not Python
         lines[0] = ""
+    starts = statement_starts("\n".join(lines))
     kept = []
-    for line in lines:
+    for number, line in enumerate(lines, start=1):
         stripped = line.lstrip()
-        if stripped.startswith(("!", "%")):
+        if starts is not None and number not in starts:
+            pass  # inside a bracket, a string or a continued line: ordinary Python (`% x`, a `!r` in a text)
+        elif stripped.startswith(("!", "%")):
             indent = line[: len(line) - len(stripped)]
             line = f"{indent}pass" if indent else ""
         elif CALL_ONLY.match(line):
@@ -129,6 +132,34 @@ def clean_source(source: str) -> str | None:
     if not code.strip() or all(not s.strip() or s.strip() == "pass" or s.lstrip().startswith("#") for s in kept):
         return None
     return code
+
+
+def statement_starts(source: str) -> set[int] | None:
+    """The numbers (1-based) of the lines where a new statement begins, or None when the cell cannot
+    be read as tokens. A line that continues an open bracket, a string or a backslash-continued line is
+    not one: `% (a, b)` there is Python's string formatting, not an IPython magic."""
+    import io
+    import tokenize
+
+    starts: set[int] = set()
+    depth, at_start = 0, True
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type in (tokenize.NEWLINE, tokenize.NL):
+                at_start = at_start or depth == 0
+                continue
+            if token.type in (tokenize.INDENT, tokenize.DEDENT, tokenize.COMMENT, tokenize.ENDMARKER):
+                continue
+            if at_start and depth == 0:
+                starts.add(token.start[0])
+            at_start = False
+            if token.type == tokenize.OP and token.string in "([{":
+                depth += 1
+            elif token.type == tokenize.OP and token.string in ")]}":
+                depth = max(depth - 1, 0)
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    return starts
 
 
 def _is_definition(node: ast.stmt) -> bool:

@@ -437,7 +437,18 @@ def grads_match(
         )
     learner_call((out * weights.to(out.dtype)).sum().backward, what=f"backward through your {name}")
     ref_params = dict(ref.named_parameters())
-    for key, param in mine.named_parameters():
+    listed = learner_call(lambda: list(mine.named_parameters(remove_duplicate=False)), what=f"your {name}")
+    names = {key for key, _ in listed}
+    absent = [k for k, p in ref_params.items() if not skip(k) and p.grad is not None and k not in names]
+    if absent:  # an answer with nothing (or less) to compare is no answer
+        raise Fail(
+            f"Your {name}'s named_parameters() does not list `{absent[0]}`"
+            + (f" (nor {len(absent) - 1} more)" if len(absent) > 1 else "")
+            + ": every parameter must be registered (an nn.Linear, nn.Parameter or submodule assigned "
+            "to self in __init__), under the contract's names.",
+            ["unused_parameter"],
+        )
+    for key, param in listed:
         if skip(key) or key not in ref_params or ref_params[key].grad is None:
             continue
         if param.grad is None or not param.grad.abs().sum() > 0:
