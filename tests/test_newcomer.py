@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -252,3 +253,65 @@ def test_check_of_a_deleted_notebook_says_not_found_not_failing(tmp_path, capsys
     out = capsys.readouterr().out
     assert "not found: 04_multi_head_attention.ipynb" in out
     assert "not every exercise passes" not in out
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. `workbook train` prints the table of parts, and no BLEU where BLEU cannot mean anything
+# --------------------------------------------------------------------------------------------------
+def _result(references: list[str]):
+    from types import SimpleNamespace
+
+    examples = [(f"source {i}", ref, ref) for i, ref in enumerate(references)]
+    test = {"bleu": 0.0, "chrf": 100.0, "exact_match": 1.0}
+    return SimpleNamespace(test=test, examples=examples, step=10, seconds=60.0)
+
+
+def test_the_numbers_task_reports_exact_match_and_chrf_and_says_why_not_bleu():
+    from workbook.commands.train import test_summary
+
+    line = test_summary(_result(["dreihundertvierundzwanzig", "zwei"]))
+    assert "exact match 100.0%, chrF 100.0" in line
+    assert "sacreBLEU" not in line and "No BLEU for this task" in line and "at most 1 word," in line
+
+
+def test_sentences_report_sacrebleu_too():
+    from workbook.commands.train import test_summary
+
+    line = test_summary(_result(["A dog runs on the beach .", "Two men talk ."]))
+    assert line.startswith("Test set (2 sentences") and "sacreBLEU 0.0, exact match" in line
+    assert "No BLEU" not in line
+
+
+def test_train_prints_which_part_came_from_where_and_translate_decodes_as_train_tested(tmp_path, capsys, monkeypatch):
+    tiny = ["--num-train", "200", "--vocab-size", "300", "--d-model", "32", "--layers", "1", "--heads", "2"]
+    tiny += ["--d-ff", "64", "--max-tokens", "256", "--warmup", "20", "--no-progress", "--threads", "1"]
+    tiny += ["--eval-sentences", "10", "--test-sentences", "10", "--steps", "4", "--eval-every", "0"]
+    assert main(["train", *tiny, "--out", str(tmp_path / "run"), "--chapters", str(tmp_path / "none")]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("The model's parts") : out.index("parts are yours.")]
+    from solutions.pipeline.parts import PARTS
+
+    for name in PARTS:
+        assert re.search(rf"^{name}\s+reference\s+", table, re.M), name
+    assert "0 of" in out and "No BLEU for this task" in out
+
+    # `workbook translate` decodes as the run's test set was (numbers: greedy), unless told otherwise
+    from solutions.pipeline import translate
+
+    beams = []
+    real = translate.Translator.__call__
+    monkeypatch.setattr(
+        translate.Translator, "__call__", lambda self, s, beam_size=1, **k: beams.append(beam_size) or real(self, s, 1)
+    )
+    assert main(["translate", "--checkpoint", str(tmp_path / "run"), "seven hundred"]) == 0
+    assert main(["translate", "--checkpoint", str(tmp_path / "run"), "--beam", "3", "seven hundred"]) == 0
+    assert beams == [1, 3]
+
+
+def test_demo_says_how_long_it_took_and_on_how_many_threads(capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    assert main(["demo", "--steps", "3", "--threads", "1"]) in (0, 1)
+    assert re.search(r"^\(\d+ s, 1 CPU thread\(s\)\)$", capsys.readouterr().out, re.M)
+    assert torch.get_num_threads() == before  # the caller's setting is left as it was

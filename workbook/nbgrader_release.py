@@ -16,20 +16,28 @@ it is, so ``OverwriteCells`` still warns about that one (and restores it, as bef
 
 from __future__ import annotations
 
-from nbconvert.exporters.exporter import ResourcesDict
+from typing import Any
+
 from nbformat.notebooknode import NotebookNode
-from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
+
+try:
+    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
+except ImportError:  # a learner's install: nbgrader is the teacher's extra, and only its config names this
+    NbGraderPreprocessor = object  # type: ignore[assignment,misc]
+
+ResourcesDict = dict[str, Any]
 
 
-def released_source(saved_source: str, clear: ClearHiddenTests) -> str:
-    """What ``generate_assignment`` hands out for a cell saved with ``saved_source``."""
+def released_source(saved_source: str, clear: Any) -> str:
+    """What ``generate_assignment`` hands out for a cell saved with ``saved_source`` (``clear``: an
+    nbgrader ``ClearHiddenTests``)."""
     cell = NotebookNode(cell_type="code", source=saved_source, metadata=NotebookNode())
     clear._remove_hidden_test_region(cell)  # nbgrader's own stripping, with the course's delimiters
     return cell.source
 
 
-class RestoreHiddenTests(NbGraderPreprocessor):
+class RestoreHiddenTests(NbGraderPreprocessor):  # type: ignore[misc,valid-type]
     """Put the hidden tests back into each locked cell submitted exactly as released (see the module)."""
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:

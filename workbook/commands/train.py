@@ -9,6 +9,7 @@ The same command under ``torchrun --nproc_per_node N`` trains on N processes.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import fields
 
@@ -86,7 +87,13 @@ def register(subparsers) -> None:
     translate.add_argument(
         "--checkpoint", required=True, help="a .pt file or a run folder (uses averaged.pt, else last.pt)"
     )
-    translate.add_argument("--beam", type=int, default=4, help="beam size (1 = greedy decoding)")
+    translate.add_argument(
+        "--beam",
+        type=int,
+        default=None,
+        help="beam size (1 = greedy decoding; default: the run's own, as its test set was decoded: "
+        "1 for numbers, 4 for multi30k)",
+    )
     translate.add_argument("--device", default="auto")
     translate.add_argument(
         "--parts",
@@ -122,6 +129,9 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     parts = assemble(args.parts == "learner", args.chapters, config.attention)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun: once, from the first process
+        print("The model's parts (yours where your chapter notebook's passes its check):")
+        print(parts.table() + "\n", flush=True)
     try:
         result = train(config, resume=args.resume, progress=not args.no_progress, parts=parts)
     except (FileNotFoundError, ConnectionError, ChecksumError) as error:
@@ -133,16 +143,37 @@ def run_train(args: argparse.Namespace) -> int:
     for source, reference, output in result.examples[:5]:
         mark = "OK " if output == reference else "   "
         print(f"  {mark}{source}\n       -> {output}\n     ref {reference}")
-    print(
-        f"Test set ({len(result.examples)} sentences, never seen in training): "
-        f"sacreBLEU {result.test['bleu']:.1f}, exact match {result.test['exact_match']:.1%}; "
-        f"{result.step} steps, {result.seconds / 60:.1f} minutes in all."
-    )
+    print(test_summary(result))
     print(
         f"Checkpoint, log and plots (loss.png, lr.png, attention.png) are in {result.out_dir}/. Translate with:\n"
         f'  workbook translate --checkpoint {result.out_dir} "{result.examples[0][0]}"'
     )
     return 0
+
+
+def test_summary(result) -> str:
+    """The test-set line: exact match and chrF, and sacreBLEU where it can mean something.
+
+    BLEU is the geometric mean of the 1- to 4-gram precisions: on targets of one word (the numbers
+    task: "dreihundertvierundzwanzig") there are no 2-, 3- or 4-grams, and sacreBLEU is 0.0 even for
+    a perfect translation. There, exact match and chrF (character n-grams) are the measures."""
+    test, examples = result.test, result.examples
+    longest = max((len(reference.split()) for _, reference, _ in examples), default=0)
+    scores = f"exact match {test['exact_match']:.1%}, chrF {test.get('chrf', float('nan')):.1f}"
+    if longest >= 4:
+        scores = f"sacreBLEU {test['bleu']:.1f}, " + scores
+    line = (
+        f"Test set ({len(examples)} sentences, never seen in training): {scores}; "
+        f"{result.step} steps, {result.seconds / 60:.1f} minutes in all."
+    )
+    if longest < 4:
+        line += (
+            f"\n(No BLEU for this task: BLEU counts matching runs of 1 to 4 words, and these targets have "
+            f"at most {longest} word{'s' if longest != 1 else ''}, so there are no 4-word runs and BLEU is 0 "
+            'even for perfect translations; the validation lines\' "BLEU 0.0" means that. Exact match and '
+            "chrF, which compares characters, measure it.)"
+        )
+    return line
 
 
 def run_translate(args: argparse.Namespace) -> int:
@@ -155,6 +186,7 @@ def run_translate(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     sentences = args.sentences or [line.strip() for line in sys.stdin if line.strip()]
-    for sentence, output in zip(sentences, translator(sentences, beam_size=args.beam)):
+    beam = args.beam if args.beam is not None else translator.config.beam_size  # as `workbook train` tested it
+    for sentence, output in zip(sentences, translator(sentences, beam_size=beam)):
         print(output if len(sentences) == 1 else f"{sentence}\n  -> {output}")
     return 0
