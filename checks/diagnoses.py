@@ -112,6 +112,13 @@ DIAGNOSES: dict[str, Diagnosis] = {
         "5.4",
         _g("torch.nn.Dropout"),
     ),
+    "pe_returns_table": Diagnosis(
+        "(checker) Your PositionalEncoding returns the encoding without the input: its output is the same "
+        "whatever x is. In section 3.5 the positional encodings are ADDED to the input embeddings (they have the "
+        "same dimension d_model so that the two can be summed), and the module's output has x's shape.",
+        "3.5",
+        "",
+    ),
     "pe_wrong_axis": Diagnosis(
         "Your positional encoding is taken along the wrong axis: positions run along the sequence "
         "axis (dim 1 of [B, S, d]), not the batch axis.",
@@ -135,8 +142,10 @@ DIAGNOSES: dict[str, Diagnosis] = {
         _g("torch.softmax"),
     ),
     "attn_mask_polarity": Diagnosis(
-        "Your mask is applied the wrong way round: in this workbook True means 'may attend' (like "
-        "F.scaled_dot_product_attention), so the positions to block are where the mask is False.",
+        "Your mask is applied the wrong way round (inverted): in this workbook True means 'may attend' (the "
+        "convention of F.scaled_dot_product_attention's boolean mask), so the positions to block are where the "
+        "mask is False. nn.Transformer's masks use the opposite convention (True = blocked): code written for "
+        "them blocks exactly the keys it should keep.",
         "3.2.3",
         _g("torch.nn.functional.scaled_dot_product_attention"),
     ),
@@ -157,6 +166,14 @@ DIAGNOSES: dict[str, Diagnosis] = {
         "Look for axes counted from the front (axes 2 and 3, a shape unpacked into a fixed number of "
         "names, a product made for 3-D tensors only); counting them from the end (-2 and -1: the sequence "
         "and feature axes) works for every rank.",
+        "3.2.1",
+        _g("torch.Tensor.transpose"),
+    ),
+    "attn_key_not_transposed": Diagnosis(
+        "(checker) Your scores multiply the queries by the keys as they are, Q K, with the key untransposed: "
+        "equation 1 multiplies by the TRANSPOSED key, Q Kᵀ, so that each score is the dot product of one query "
+        "with one key ([S_q, d_k] times [d_k, S_k] gives [S_q, S_k]). Q K only runs when S_k happens to equal "
+        "d_k. Look at which tensor your score uses (a transposed copy computed but not used is easy to miss).",
         "3.2.1",
         _g("torch.Tensor.transpose"),
     ),
@@ -381,6 +398,14 @@ DIAGNOSES: dict[str, Diagnosis] = {
         "5.4",
         _g("torch.nn.Dropout"),
     ),
+    "sublayer_not_normalised": Diagnosis(
+        "(checker) One of your layer's sub-layers is not normalised: in the post-norm layer of section 3.1 EVERY "
+        "sub-layer ends with its own LayerNorm, LayerNorm(x + Sublayer(x)), the last one included, and the next "
+        "sub-layer (or the layer's caller) gets that normalised sum. Follow each residual add in your forward and "
+        "look at what happens to its result.",
+        "3.1",
+        _g("torch.nn.LayerNorm"),
+    ),
     "sublayer_unused": Diagnosis(
         "(checker) One of your layer's sub-layers has no effect on its output: each sub-layer's result is "
         "what the residual connection adds to the sub-layer's input, x + Sublayer(x). Look at what your "
@@ -391,6 +416,13 @@ DIAGNOSES: dict[str, Diagnosis] = {
     "cross_attn_kv_from_decoder": Diagnosis(
         "Your cross-attention takes its keys and values from the decoder: they come from the encoder "
         "output (the 'memory'), only the queries come from the decoder.",
+        "3.2.3",
+        "",
+    ),
+    "cross_attn_query_from_input": Diagnosis(
+        "(checker) Your cross-attention takes its queries from the layer's input x: they come from the output of "
+        "the first sub-layer (the masked self-attention, after its residual add and norm1), the same tensor the "
+        "cross-attention's residual is added to. Only the keys and values come from the encoder output.",
         "3.2.3",
         "",
     ),
@@ -421,6 +453,22 @@ DIAGNOSES: dict[str, Diagnosis] = {
         "the diagonal), not to later ones.",
         "3.2.3",
         _g("torch.tril"),
+    ),
+    "mask_convention_inverted": Diagnosis(
+        "(checker) Your mask is the exact opposite of the expected one: True where attention is blocked (the "
+        "padding, the future) and False where it is allowed. That is the convention of nn.Transformer's masks "
+        "(True = blocked); in this workbook a mask is True where a query MAY attend (the convention of "
+        "F.scaled_dot_product_attention's boolean mask), and the attention blocks where the mask is False.",
+        "3.2.3",
+        _g("torch.nn.functional.scaled_dot_product_attention"),
+    ),
+    "mask_additive_float": Diagnosis(
+        "(checker) Your mask is a float mask to be ADDED to the scores (0 where attention is allowed, -inf where "
+        "it is blocked), the kind nn.Transformer's attn_mask takes. This workbook's masks are boolean, True = may "
+        "attend, and the attention fills the scores where the mask is False: a float mask read that way "
+        "(nonzero = True) says the opposite of what you meant.",
+        "3.2.3",
+        _g("torch.nn.functional.scaled_dot_product_attention"),
     ),
     "future_mask_excludes_diagonal": Diagnosis(
         "Your future mask blocks the diagonal: a position may attend to itself.", "3.2.3", _g("torch.tril")
@@ -583,6 +631,39 @@ DIAGNOSES: dict[str, Diagnosis] = {
         "A row that has finished keeps getting real tokens: after its end token, fill it with padding.",
         "6.1",
         _g("torch.Tensor.masked_fill"),
+    ),
+    "greedy_drops_last_end": Diagnosis(
+        "(checker) Your decoding stops one step too early when the rows finish: the last end token (the one that "
+        "finishes the last unfinished row) is never appended to the output. The step that emits it still belongs "
+        "to the output; only then is every row finished and the loop stops. Look at the order of your stop test "
+        "and the step that adds the new tokens.",
+        "6.1",
+        _g("torch.cat"),
+    ),
+    "greedy_max_len_off_by_one": Diagnosis(
+        "(checker) Your decoding returns at most max_len - 1 tokens per row: when no row finishes earlier, the "
+        "output has max_len tokens per row, the start token included. Count how many times your loop runs.",
+        "6.1",
+        "",
+    ),
+    "greedy_pad_not_pad_idx": Diagnosis(
+        "(checker) Your finished rows are filled with another token than the pad_idx you were given (with "
+        "pad_idx=0 the two look the same): after a row's end token, every position holds pad_idx, whatever "
+        "number it is.",
+        "6.1",
+        _g("torch.Tensor.masked_fill"),
+    ),
+    "greedy_start_not_start_idx": Diagnosis(
+        "(checker) Your rows do not start with the start_idx you were given: they start with the same token "
+        "whatever start_idx is (with start_idx=1 the two look the same). Every row begins with start_idx.",
+        "6.1",
+        _g("torch.full"),
+    ),
+    "greedy_end_not_end_idx": Diagnosis(
+        "(checker) Your decoding does not use the end_idx you were given to tell when a row has finished: it "
+        "stops at another, fixed token (with end_idx=2 the two look the same).",
+        "6.1",
+        "",
     ),
     "greedy_uses_first_position": Diagnosis(
         "Your next token comes from the wrong position's logits: the prediction for the next token is "

@@ -6,7 +6,7 @@ import torch
 
 import solutions
 
-from ..core import Ctx, Fail, Spec, learner_call, picture
+from ..core import Ctx, Fail, Spec, learner_call, picture, several
 from .common import (
     D_MODEL,
     MAX_LEN,
@@ -92,7 +92,8 @@ def pe_is_a_buffer_of_the_right_shape(ctx: Ctx) -> None:
     module = _fresh(ctx)
     pe = getattr(module, "pe", None)
     if not isinstance(pe, torch.Tensor):
-        raise Fail("Your PositionalEncoding has no tensor attribute `pe` (the table of section 3.5).")
+        missing = Fail("Your PositionalEncoding has no tensor attribute `pe` (the table of section 3.5).")
+        raise several([_ignores_x(module), missing])
     if list(pe.shape) != [1, MAX_LEN, D_MODEL]:
         message = (
             f"`pe` should have shape [1, max_seq_length, d_model] = [1, {MAX_LEN}, {D_MODEL}], "
@@ -137,6 +138,35 @@ def _extra_row(module) -> str:
     return words
 
 
+def _ignores_x(module) -> Fail | None:
+    """A failure when the output of the learner's forward does not depend on x (two different inputs of one
+    shape give the same output); its words say when that output is the table itself. None otherwise."""
+    x1, x2 = torch.randn(2, 5, D_MODEL), torch.randn(2, 5, D_MODEL)
+    try:
+        a, b = _run(module, x1.clone()), _run(module, x2.clone())
+    except Fail:
+        return None
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape):
+        return None
+    if not a.is_floating_point() or not torch.equal(a.detach(), b.detach()):
+        return None
+    table = sinusoid_table(D_MODEL, 5)
+    try:
+        is_table = torch.allclose(a.detach().double().expand(1, 5, D_MODEL), table, atol=1e-4)
+    except RuntimeError:
+        is_table = False
+    said = (
+        f"it returns the positional-encoding table itself (shape {list(a.shape)}), the same for every x"
+        if is_table
+        else f"it returns the same tensor (shape {list(a.shape)}) for two different x"
+    )
+    return Fail(
+        f"Your PositionalEncoding's forward ignores its input: {said}. Section 3.5 adds the encoding to the "
+        f"embeddings: the output is x + pe[:, :S], of x's shape [B, S, d_model].",
+        ["pe_returns_table"],
+    )
+
+
 @SPEC.test("shapes")
 def output_shape(ctx: Ctx) -> None:
     module = _fresh(ctx)
@@ -145,7 +175,10 @@ def output_shape(ctx: Ctx) -> None:
             out = _run(module, torch.randn(shape))
         except Fail as fail:
             raise Fail(fail.message, ["pe_wrong_axis"] if "size of tensor" in fail.message else []) from None
-        expect_shape(out, shape, f"PositionalEncoding's output for x of shape {shape}")
+        try:
+            expect_shape(out, shape, f"PositionalEncoding's output for x of shape {shape}")
+        except Fail as fail:
+            raise several([_ignores_x(module), fail]) from None
 
 
 @SPEC.test("numbers")
@@ -257,7 +290,7 @@ def adds_the_table_to_x(ctx: Ctx) -> None:
     module = _fresh(ctx)
     x = torch.randn(3, 5, D_MODEL)
     table = sinusoid_table(D_MODEL, MAX_LEN).float()
-    hyps = {"pe_wrong_axis": x + table[0, :3].unsqueeze(1)}
+    hyps = {"pe_wrong_axis": x + table[0, :3].unsqueeze(1), "pe_returns_table": table[:, :5].expand(3, 5, D_MODEL)}
     compare(_run(module, x.clone()), x + table[:, :5], "PositionalEncoding's output (x + pe[:, :S])", hyps, atol=1e-4)
 
 

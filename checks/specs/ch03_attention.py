@@ -15,8 +15,10 @@ from .common import (
     expect_signature,
     expect_tensor,
     in_float64,
+    is_close,
     require_device,
     require_float64,
+    which_hypothesis,
 )
 
 SPEC = Spec("scaled_dot_product_attention", solutions.scaled_dot_product_attention, kind="function")
@@ -33,10 +35,12 @@ def attention_variant(
     polarity: bool = True,
     use_mask: bool = True,
     weights: str = "softmax",
+    transpose_key: bool = True,
 ):
-    """Equation 1 and its classic mistakes. Returns (output, weights)."""
+    """Equation 1 and its classic mistakes. Returns (output, weights). ``transpose_key=False``: Q K instead of
+    Q Kᵀ (computes only when S_k == d_k)."""
     d_k = q.size(-1)
-    scores = q @ k.transpose(-2, -1)
+    scores = q @ (k.transpose(-2, -1) if transpose_key else k)
     if scale == "sqrt":
         scores = scores / math.sqrt(d_k)
     elif scale == "dk":
@@ -59,6 +63,8 @@ def hypotheses(q, k, v, mask, which: int) -> dict:
         "attn_softmax_wrong_axis#noscale": dict(softmax_dim=-2, scale="none"),
         "attn_returns_scores": dict(weights="scores"),
         "attn_returns_scores#noscale": dict(weights="scores", scale="none"),
+        "attn_key_not_transposed": dict(transpose_key=False),
+        "attn_key_not_transposed#noscale": dict(transpose_key=False, scale="none"),
     }
     if mask is not None:
         variants = {"attn_mask_polarity": dict(polarity=False), "attn_mask_ignored": dict(use_mask=False), **variants}
@@ -75,9 +81,14 @@ def call(fn, q, k, v, mask=None, what: str = "scaled_dot_product_attention"):
         result = learner_call(fn, *args, what=shown)
     except Fail as fail:
         seen = _rank_at_fault(fn, q, k, v, mask)
-        if not seen:
+        if seen:
+            raise Fail(fail.message + "\n" + seen, fail.diagnoses or ["attn_fixed_rank"]) from None
+        if fail.diagnoses:
             raise
-        raise Fail(fail.message + "\n" + seen, fail.diagnoses or ["attn_fixed_rank"]) from None
+        square = _square_reading(fn, q)
+        if square is None:
+            raise
+        raise Fail(fail.message + "\n" + square[0], square[1]) from None
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         raise Fail(
             f"{shown} should return two tensors, (output, weights), but returned "
@@ -118,6 +129,42 @@ def _rank_at_fault(fn, q, k, v, mask=None) -> str:
         f"(The same inputs as {other[0].dim()}-D tensors, query {list(other[0].shape)}, work: your attention "
         f"only accepts {other[0].dim()}-D inputs, not {q.dim()}-D ones.)"
     )
+
+
+def _square_reading(fn, q) -> tuple[str, list[str]] | None:
+    """After a failed call that no other number of axes explains: what the learner's attention does with
+    queries, keys and values whose sizes all agree (S_q = S_k = d_k = d_v), with as many axes as ``q`` and
+    with 3 or 4: such inputs let assumptions about the sizes (a fixed number of axes, a key used without
+    its transpose) run, and the weights then say which known mistake it is. (words, diagnosis ids), or None
+    when no such call runs."""
+    n = 6
+    ranks = sorted({3, 4, q.dim()}, key=lambda r: r != q.dim())
+    for rank in ranks:
+        lead = (2,) + (1,) * (rank - 3)
+        qq, kk, vv = _qkv(*lead, s_q=n, s_k=n, d_k=n, d_v=n)
+        try:
+            result = learner_call(fn, qq.clone(), kk.clone(), vv.clone(), what="")
+        except (Fail, StubReached):
+            continue
+        shape = [*lead, n, n]
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            continue
+        if [list(r.shape) if isinstance(r, torch.Tensor) else None for r in result] != [shape, shape]:
+            continue
+        ids = which_hypothesis(result[1], hypotheses(qq, kk, vv, None, 1))
+        right = not ids and is_close(result[1], attention_variant(qq, kk, vv)[1], rtol=1e-3, atol=1e-4)
+        words = f"(With query, key and value all of shape {shape}, every size the same, yours runs"
+        if rank != q.dim():
+            words += f": it only accepts {rank}-D inputs, not {q.dim()}-D ones"
+            ids = ["attn_fixed_rank", *ids]
+        else:
+            words += ": it assumes that sizes which are free to differ (S_q, S_k, d_k, d_v) are equal"
+        if right:
+            words += ", and there its weights are right"
+        elif ids and ids[-1] != "attn_fixed_rank":
+            words += ", and there its weights show a mistake of equation 1 (below)"
+        return words + ".)", ids
+    return None
 
 
 def _qkv(*lead: int, s_q: int = 4, s_k: int = 6, d_k: int = 16, d_v: int = 8, dtype=torch.float32):

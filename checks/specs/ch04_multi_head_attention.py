@@ -91,7 +91,10 @@ def hypotheses(ref, q, k, v, mask=None) -> dict:
             variants[f"mha_projection_mixup#{i}"] = dict(proj=proj)
     for i, inputs in enumerate((("q", "k", "k"), ("q", "v", "v"), ("q", "q", "q"), ("k", "k", "v"), ("q", "v", "k"))):
         variants[f"mha_projection_mixup#inputs{i}"] = dict(inputs=inputs)  # an input used in the wrong place
-    return {name: (lambda kw=kw: mha_variant(ref, q, k, v, mask, **kw).detach()) for name, kw in variants.items()}
+    hyps = {name: (lambda kw=kw: mha_variant(ref, q, k, v, mask, **kw).detach()) for name, kw in variants.items()}
+    if mask is not None:  # the mask read the other way round (True = blocked, nn.Transformer's convention)
+        hyps = {"attn_mask_polarity": lambda: mha_variant(ref, q, k, v, mask.logical_not()).detach(), **hyps}
+    return hyps
 
 
 def _pair(ctx: Ctx):

@@ -57,8 +57,10 @@ def encoder_layer_variant(
     residual: tuple = (True, True),
     use_mask: bool = True,
     norms: tuple = ("norm1", "norm2"),
+    skip: tuple = (),
 ):
-    """The post-norm layer of section 3.1 (eval mode) and its classic mistakes."""
+    """The post-norm layer of section 3.1 (eval mode) and its classic mistakes; ``skip``: the norms
+    (by name) left out, their sub-layer's residual sum returned un-normalised."""
     m = mask if use_mask else None
 
     def sublayer(x, f, norm_module, res):
@@ -66,7 +68,7 @@ def encoder_layer_variant(
             return x + f(norm_module(x))
         return norm_module(x + f(x)) if res else norm_module(f(x))
 
-    n1, n2 = (getattr(ref, n) for n in norms)
+    n1, n2 = (PassThrough() if n in skip else getattr(ref, n) for n in norms)
     x = sublayer(x, lambda t: ref.self_attn(t, t, t, m), n1, residual[0])
     return sublayer(x, ref.feed_forward, n2, residual[1])
 
@@ -80,8 +82,28 @@ def layer_hypotheses(ref, x, mask) -> dict:
         "mask_not_passed": dict(use_mask=False),
         "norms_shared": dict(norms=("norm1", "norm1")),
         "norms_shared#2": dict(norms=("norm2", "norm2")),
+        "sublayer_not_normalised#norm1": dict(skip=("norm1",)),
+        "sublayer_not_normalised#norm2": dict(skip=("norm2",)),
+        "sublayer_not_normalised#norm1+norm2": dict(skip=("norm1", "norm2")),
     }
     return {k: (lambda kw=kw: encoder_layer_variant(ref, x, mask, **kw).detach()) for k, kw in variants.items()}
+
+
+def skipped_norms(actual, hypotheses: dict, words: dict[str, str]) -> str:
+    """After a match of ``sublayer_not_normalised``: which norms the learner's output leaves out, in words
+    (``words``: norm name -> the sub-layer it belongs to); "" when none of those hypotheses matches."""
+    from .common import which_hypothesis
+
+    for key, make in hypotheses.items():
+        if not key.startswith("sublayer_not_normalised#") or not which_hypothesis(actual, {key: make}):
+            continue
+        names = key.split("#", 1)[1].split("+")
+        said = " and ".join(f"`{n}` (after the {words[n]} sub-layer)" for n in names)
+        return (
+            f"Your output is exactly the layer's output with {said} left out: that residual sum, x + Sublayer(x), "
+            "is passed on without its LayerNorm."
+        )
+    return ""
 
 
 def _layer_pair(ctx: Ctx, dropout: float = 0.1):
@@ -135,14 +157,14 @@ def matches_the_post_norm_layer(ctx: Ctx) -> None:
     mine, ref = _layer_pair(ctx)
     x = torch.randn(2, 5, D_MODEL)
     mask = padding_mask([3, 5], 5)
+    out = _run_layer(mine, x, mask)
+    hyps = layer_hypotheses(ref, x, mask)
     try:
-        compare(
-            _run_layer(mine, x, mask),
-            ref(x, mask),
-            "Your EncoderLayer's output (eval mode, padded batch)",
-            layer_hypotheses(ref, x, mask),
-        )
+        compare(out, ref(x, mask), "Your EncoderLayer's output (eval mode, padded batch)", hyps)
     except Fail as fail:
+        if "sublayer_not_normalised" in fail.diagnoses:
+            words = skipped_norms(out, hyps, {"norm1": "self-attention", "norm2": "feed-forward"})
+            raise Fail(f"{fail.message}\n{words}" if words else fail.message, fail.diagnoses) from None
         unused = (
             ""
             if fail.diagnoses

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 import solutions
 
-from ..core import Ctx, Fail, Spec, learner_call, picture
-from .ch07_encoder import embedding_dropout_check, sublayer_dropout_check, unused_sublayers
+from ..core import Ctx, Fail, Spec, learner_call, picture, several
+from .ch07_encoder import embedding_dropout_check, skipped_norms, sublayer_dropout_check, unused_sublayers
 from .common import (
     D_FF,
     D_MODEL,
@@ -15,6 +17,7 @@ from .common import (
     LAYERS,
     MAX_LEN,
     VOCAB,
+    PassThrough,
     blame_submodules,
     compare,
     expect_forward_signature,
@@ -43,18 +46,96 @@ STACK = Spec("Decoder", solutions.Decoder)
 
 
 def expect_bool_mask(mask, shape: list[int], what: str, shape_diag: str = "") -> torch.Tensor:
-    mask = expect_tensor(mask, what)
-    if list(mask.shape) != shape:
-        raise Fail(
-            f"{what} should have shape {shape}, but yours has shape {list(mask.shape)}.",
-            [shape_diag] if shape_diag else [],
-        )
-    if mask.dtype != torch.bool:
-        raise Fail(
-            f"{what} should be a torch.bool tensor (True = may attend), but yours is {mask.dtype}.",
-            ["returns_wrong_type"],
-        )
+    """``mask`` when it is a bool tensor of ``shape``; else a failure naming each problem (the dtype, with what
+    an additive float mask means, and the shape)."""
+    problems = mask_problems(mask, shape, what, shape_diag)
+    if problems:
+        raise several(problems)
     return mask
+
+
+def _is_additive(mask: torch.Tensor) -> bool:
+    """A float mask of 0 (may attend) and -inf or a large negative number (blocked): one to add to the scores."""
+    if not mask.is_floating_point() or mask.numel() == 0:
+        return False
+    values = mask.detach().double()
+    return bool(((values == 0) | (values <= -1e4)).all() and (values < 0).any())
+
+
+def read_as_bool(mask: torch.Tensor, shape: list[int]) -> torch.Tensor | None:
+    """The learner's ``mask`` as a bool mask of ``shape`` (True = may attend), whatever its dtype and however
+    many axes it lacks (size-1 axes put in where it then broadcasts; None when no place works): an additive
+    float mask is True where it is 0, any other mask where it is nonzero."""
+    if not isinstance(mask, torch.Tensor) or mask.dim() > len(shape):
+        return None
+    for where in itertools.combinations(range(len(shape)), len(shape) - mask.dim()):
+        grown = mask.detach()
+        for axis in where:
+            grown = grown.unsqueeze(axis)
+        try:
+            full = grown.expand(*shape)
+        except RuntimeError:
+            continue
+        if full.dtype == torch.bool:
+            return full
+        return full == 0 if _is_additive(mask) else full != 0
+    return None
+
+
+def mask_problems(mask, shape: list[int], what: str, shape_diag: str = "", broadcast: bool = False) -> list[Fail]:
+    """What is wrong with the form of a mask: its dtype (an additive float mask named as such), then its shape
+    (``broadcast``: any 4-D shape that broadcasts to ``shape`` is fine)."""
+    mask = expect_tensor(mask, what)
+    problems = []
+    if mask.dtype != torch.bool:
+        if _is_additive(mask):
+            problems.append(
+                Fail(
+                    f"{what} is a {mask.dtype} mask of 0 and -inf (or a large negative number): an additive mask, "
+                    "the kind that is added to the attention scores (nn.Transformer's float attn_mask): 0 where "
+                    "attention is allowed, -inf where it is blocked. The workbook's masks are torch.bool, True = "
+                    "may attend; read as a bool mask (nonzero = True), yours is True exactly where attention is "
+                    "blocked.",
+                    ["mask_additive_float"],
+                )
+            )
+        else:
+            problems.append(
+                Fail(
+                    f"{what} should be a torch.bool tensor (True = may attend), but yours is {mask.dtype}.",
+                    ["returns_wrong_type"],
+                )
+            )
+    fits = list(mask.shape) == shape
+    if broadcast and mask.dim() == len(shape):
+        try:
+            mask.expand(*shape)
+            fits = True
+        except RuntimeError:
+            fits = False
+    if not fits:
+        wanted = f"[B, 1, T, T] = {shape}" if broadcast else str(shape)
+        problems.append(
+            Fail(
+                f"{what} should have shape {wanted}, but yours has shape {list(mask.shape)}.",
+                [shape_diag] if shape_diag else [],
+            )
+        )
+    return problems
+
+
+def values_problem(mask, expected: torch.Tensor, what: str, hyps: dict, rows: str = "query", columns: str = "key"):
+    """The failure the values of a mask of the wrong form give, read as a bool mask of ``expected``'s shape
+    (see :func:`read_as_bool`); None when they are right or cannot be read so."""
+    full = read_as_bool(mask, list(expected.shape))
+    if full is None:
+        return None
+    try:
+        shown = f"{what}, read as a bool mask of shape {list(expected.shape)},"
+        _mask_values(full, expected, shown, hyps, rows, columns)
+    except Fail as fail:
+        return fail
+    return None
 
 
 def _mask_values(actual, expected, what: str, hyps: dict, rows: str = "query", columns: str = "key") -> None:
@@ -87,9 +168,13 @@ def shape_and_dtype(ctx: Ctx) -> None:
     for lengths, total in (([3, 5], 5), ([1], 1), ([2, 4, 1], 4)):
         seq = padded_tokens(lengths, total)
         out = learner_call(ctx.obj, seq.clone(), what=f"create_padding_mask(seq of shape {list(seq.shape)})")
-        expect_bool_mask(
-            out, [len(lengths), 1, 1, total], f"The padding mask for seq {list(seq.shape)}", "padding_mask_shape"
-        )
+        what = f"The padding mask for seq {list(seq.shape)}"
+        problems = mask_problems(out, [len(lengths), 1, 1, total], what, "padding_mask_shape")
+        if problems:
+            expected = solutions.create_padding_mask(seq)
+            hyps = {"padding_mask_polarity": ~expected}
+            values = values_problem(out, expected, "Your padding mask", hyps, "sentence", "token")
+            raise several([values, *problems])
 
 
 @PADDING.test("numbers")
@@ -133,9 +218,28 @@ def signature(ctx: Ctx) -> None:  # noqa: F811 - one `signature` test per spec
 
 @FUTURE.test("shapes")
 def shape_and_dtype(ctx: Ctx) -> None:  # noqa: F811
-    for size in (1, 4, 7):
+    for size in (4, 7, 1):
         out = learner_call(ctx.obj, size, what=f"create_future_mask({size})")
-        expect_bool_mask(out, [1, 1, size, size], f"create_future_mask({size})")
+        problems = mask_problems(out, [1, 1, size, size], f"create_future_mask({size})")
+        if problems:  # what the values say too, on a mask big enough to show them
+            values = values_problem(
+                learner_call(ctx.obj, 5, what="create_future_mask(5)"),
+                solutions.create_future_mask(5),
+                "Your create_future_mask(5)",
+                _future_hypotheses(5),
+            )
+            raise several([values, *problems])
+
+
+def _future_hypotheses(size: int) -> dict:
+    expected = solutions.create_future_mask(size)
+    ones = torch.ones(size, size, dtype=torch.bool)
+    return {
+        "mask_convention_inverted": expected.logical_not(),
+        "future_mask_excludes_diagonal": torch.tril(ones, -1)[None, None],
+        "future_mask_upper": torch.triu(ones)[None, None],
+        "future_mask_upper#strict": torch.triu(ones, 1)[None, None],
+    }
 
 
 @FUTURE.test("numbers")
@@ -143,13 +247,7 @@ def true_on_and_below_the_diagonal(ctx: Ctx) -> None:
     for size in (5, 1):
         out = learner_call(ctx.obj, size, what=f"create_future_mask({size})")
         expected = solutions.create_future_mask(size)
-        ones = torch.ones(size, size, dtype=torch.bool)
-        hyps = {
-            "future_mask_excludes_diagonal": torch.tril(ones, -1)[None, None],
-            "future_mask_upper": torch.triu(ones)[None, None],
-            "future_mask_upper#strict": torch.triu(ones, 1)[None, None],
-        }
-        _mask_values(out, expected, f"Your create_future_mask({size})", hyps)
+        _mask_values(out, expected, f"Your create_future_mask({size})", _future_hypotheses(size))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -191,6 +289,7 @@ def _tgt_hypotheses(tgt, t: int) -> dict:
     pad = solutions.create_padding_mask(tgt).expand(b, 1, t, t)
     future = solutions.create_future_mask(t).expand(b, 1, t, t)
     return {
+        "mask_convention_inverted": (pad & future).logical_not(),
         "tgt_mask_missing_padding": future,
         "tgt_mask_missing_future": pad,
         "padding_mask_polarity": ~pad & future,
@@ -199,19 +298,20 @@ def _tgt_hypotheses(tgt, t: int) -> dict:
     }
 
 
-def _tgt_values_problem(ctx: Ctx) -> Fail | None:
-    """The tgt_mask's values on padded inputs, read as bool whatever its dtype (so that a wrong dtype
-    does not hide wrong entries): the Fail they give, or None when they are right."""
+def _values_problems(ctx: Ctx) -> list[Fail]:
+    """The values of both masks on padded inputs, read as bool masks of the contract's shapes whatever their
+    dtype and number of axes (so that a wrong form does not hide wrong entries): the failures they give."""
     src, tgt = padded_tokens([3, 5], 5), padded_tokens([4, 2], 4)
     try:
-        _, tgt_mask = _call_masks(ctx, src, tgt)
-        full = _tgt_mask_full(tgt_mask, 2, 4, "tgt_mask", cast=True)
-        _mask_values(
-            full, solutions.create_masks(src, tgt)[1].expand(2, 1, 4, 4), "Your tgt_mask", _tgt_hypotheses(tgt, 4)
-        )
-    except Fail as fail:
-        return fail
-    return None
+        src_mask, tgt_mask = _call_masks(ctx, src, tgt)
+    except Fail:
+        return []
+    ref_src, ref_tgt = solutions.create_masks(src, tgt)
+    found = [
+        values_problem(src_mask, ref_src, "Your src_mask", {"padding_mask_polarity": ~ref_src}, "sentence", "token"),
+        values_problem(tgt_mask, ref_tgt.expand(2, 1, 4, 4), "Your tgt_mask", _tgt_hypotheses(tgt, 4)),
+    ]
+    return [f for f in found if f is not None]
 
 
 @MASKS.test("interface")
@@ -231,19 +331,10 @@ def shapes_and_dtypes(ctx: Ctx) -> None:
     for b, s, t in ((2, 5, 4), (1, 1, 1), (3, 2, 6)):
         src, tgt = padded_tokens([s] * b, s), padded_tokens([t] * b, t)
         src_mask, tgt_mask = _call_masks(ctx, src, tgt)
-        expect_bool_mask(src_mask, [b, 1, 1, s], f"src_mask for src {[b, s]}", "padding_mask_shape")
-        try:
-            _tgt_mask_full(tgt_mask, b, t, f"tgt_mask for tgt {[b, t]}")
-        except Fail as fail:
-            values = _tgt_values_problem(ctx) if "returns_wrong_type" in fail.diagnoses else None
-            if values is None:
-                raise
-            raise Fail(  # the wrong entries first: they matter more than the dtype
-                f"{values.message}\nThere is more than one problem: besides, {fail.message[0].lower()}"
-                f"{fail.message[1:]}",
-                values.diagnoses,
-                values.picture,
-            ) from None
+        problems = mask_problems(src_mask, [b, 1, 1, s], f"src_mask for src {[b, s]}", "padding_mask_shape")
+        problems += mask_problems(tgt_mask, [b, 1, t, t], f"tgt_mask for tgt {[b, t]}", broadcast=True)
+        if problems:  # the wrong entries first: they matter more than the form
+            raise several([*_values_problems(ctx), *problems])
 
 
 @MASKS.test("numbers")
@@ -308,8 +399,12 @@ def decoder_layer_variant(
     cross_mask: str = "src",
     self_mask: str = "tgt",
     norms: tuple = ("norm1", "norm2", "norm3"),
+    skip: tuple = (),
+    query: str = "sublayer",
 ):
-    """The post-norm decoder layer (eval mode) and its classic mistakes."""
+    """The post-norm decoder layer (eval mode) and its classic mistakes; ``skip``: the norms (by name) left
+    out; ``query="input"``: the cross-attention queried with the layer's input x instead of the output of the
+    self-attention sub-layer (the residual still adds that output)."""
     masks = {"src": src_mask, "tgt": tgt_mask, "none": None}
 
     def sublayer(x, f, norm_module, res):
@@ -317,8 +412,9 @@ def decoder_layer_variant(
             return x + f(norm_module(x))
         return norm_module(x + f(x)) if res else norm_module(f(x))
 
-    n1, n2, n3 = (getattr(ref, n) for n in norms)
+    n1, n2, n3 = (PassThrough() if n in skip else getattr(ref, n) for n in norms)
     source = memory if kv == "memory" else None
+    given = x
     x = sublayer(x, lambda t: ref.self_attn(t, t, t, masks[self_mask]), n1, residual[0])
     if kv == "swapped":  # queries from the encoder output, keys and values from the decoder
         x = sublayer(x, lambda t: ref.cross_attn(memory, t, t, masks[cross_mask]), n2, residual[1])
@@ -326,7 +422,10 @@ def decoder_layer_variant(
         x = sublayer(
             x,
             lambda t: ref.cross_attn(
-                t, t if source is None else source, t if source is None else source, masks[cross_mask]
+                given if query == "input" else t,
+                t if source is None else source,
+                t if source is None else source,
+                masks[cross_mask],
             ),
             n2,
             residual[1],
@@ -363,6 +462,9 @@ def layer_hypotheses(ref, x, memory, src_mask, tgt_mask) -> dict:
         ]
     ):
         variants[f"norms_shared#{i}"] = dict(norms=norms)
+    variants["cross_attn_query_from_input"] = dict(query="input")
+    for skipped in (("norm1",), ("norm2",), ("norm3",), ("norm1", "norm2"), ("norm2", "norm3"), ("norm1", "norm3")):
+        variants["sublayer_not_normalised#" + "+".join(skipped)] = dict(skip=skipped)
     return {
         k: (lambda kw=kw: decoder_layer_variant(ref, x, memory, src_mask, tgt_mask, **kw).detach())
         for k, kw in variants.items()
@@ -436,14 +538,21 @@ def matches_the_post_norm_layer(ctx: Ctx) -> None:
     mine, ref = _layer_pair(ctx)
     for s, t in ((5, 5), (6, 4)):
         inputs = _layer_inputs(2, s, t)
+        out = _run_layer(mine, *inputs)
+        hyps = layer_hypotheses(ref, *inputs)
         try:
             compare(
-                _run_layer(mine, *inputs),
+                out,
                 ref(*inputs),
                 f"Your DecoderLayer's output (eval mode, padded batch, source length {s}, target length {t})",
-                layer_hypotheses(ref, *inputs),
+                hyps,
             )
         except Fail as fail:
+            if "sublayer_not_normalised" in fail.diagnoses:
+                words = skipped_norms(
+                    out, hyps, {"norm1": "self-attention", "norm2": "cross-attention", "norm3": "feed-forward"}
+                )
+                raise Fail(f"{fail.message}\n{words}" if words else fail.message, fail.diagnoses) from None
             unused = (
                 ""
                 if fail.diagnoses
