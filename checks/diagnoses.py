@@ -654,8 +654,9 @@ DIAGNOSES: dict[str, Diagnosis] = {
         _g("torch.Tensor.masked_fill"),
     ),
     "greedy_start_not_start_idx": Diagnosis(
-        "(checker) Your rows do not start with the start_idx you were given: they start with the same token "
-        "whatever start_idx is (with start_idx=1 the two look the same). Every row begins with start_idx.",
+        "(checker) Your output does not start with the start_idx you were given: it starts with the same token "
+        "whatever start_idx is (with start_idx=1 the two look the same). Every output row, and every hypothesis "
+        "of a beam, begins with start_idx.",
         "6.1",
         _g("torch.full"),
     ),

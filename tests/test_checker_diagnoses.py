@@ -239,7 +239,110 @@ class DecoderCrossUnused(solutions.DecoderLayer):
         return self.norm3(x + self.dropout(self.feed_forward(x)))
 
 
+# Issue 22's fold-in of held-out round 2: the mechanisms its misses showed, each in another spelling
+class EncoderWithoutFirstNorm(solutions.EncoderLayer):
+    def forward(self, x, mask=None):
+        x = x + self.dropout(self.self_attn(x, x, x, mask))
+        return self.norm2(x + self.dropout(self.feed_forward(x)))
+
+
+class CrossAttentionQueriedWithInput(solutions.DecoderLayer):
+    def forward(self, x, encoder_output, src_mask=None, tgt_mask=None):
+        y = self.norm1(x + self.dropout(self.self_attn(x, x, x, tgt_mask)))
+        y = self.norm2(y + self.dropout(self.cross_attn(x, encoder_output, encoder_output, src_mask)))
+        return self.norm3(y + self.dropout(self.feed_forward(y)))
+
+
+class MHAMaskTrueBlocks(solutions.MultiHeadAttention):
+    def forward(self, query, key, value, mask=None):
+        return super().forward(query, key, value, None if mask is None else mask.logical_not())
+
+
+def future_mask_true_blocks(size, device=None):
+    return torch.ones(size, size, dtype=torch.bool, device=device).triu(1)[None, None]
+
+
+def future_mask_additive(size, device=None):
+    blocked = torch.ones(size, size, dtype=torch.bool).triu(1)
+    return torch.zeros(size, size).masked_fill(blocked, float("-inf"))[None, None]
+
+
+def masks_true_blocks(src, tgt, pad_idx=0):
+    t = tgt.size(1)
+    return (src == pad_idx)[:, None, :], (tgt == pad_idx)[:, None, :] | torch.ones(t, t, dtype=torch.bool).triu(1)
+
+
+def attention_key_as_is(query, key, value, mask=None):
+    scores = query @ key / math.sqrt(query.size(-1))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)
+    return weights @ value, weights
+
+
+class PEReturnsTable(solutions.PositionalEncoding):
+    def forward(self, x):
+        return self.pe[:, : x.size(1)]
+
+
+def _greedy_with(model, src, max_len, start_idx, end_idx, pad_idx, *, start=None, fill=None, keep_start=True):
+    """Greedy decoding written here with optional slips: a fixed start token, another fill token, and (with
+    ``keep_start=False``) no start token in the output and the last row's end token not appended."""
+    src_mask = create_padding_mask(src, pad_idx)
+    memory = model.encode(src, src_mask)
+    ys = torch.full((src.size(0), 1), start_idx if start is None else start, dtype=torch.long)
+    done = torch.zeros(src.size(0), dtype=torch.bool)
+    while ys.size(1) < max_len:
+        tgt_mask = create_padding_mask(ys, pad_idx) & create_future_mask(ys.size(1))
+        token = model.generator(model.decode(ys, memory, src_mask, tgt_mask)[:, -1]).argmax(-1)
+        token = token.masked_fill(done, pad_idx if fill is None else fill)
+        if not keep_start and (done | (token == end_idx)).all():
+            break
+        ys = torch.cat([ys, token[:, None]], dim=1)
+        done |= token == end_idx
+        if done.all():
+            break
+    return ys if keep_start else ys[:, 1:]
+
+
+def greedy_start_fixed(model, src, max_len, start_idx, end_idx, pad_idx=0):
+    return _greedy_with(model, src, max_len, start_idx, end_idx, pad_idx, start=1)
+
+
+def greedy_fills_zero(model, src, max_len, start_idx, end_idx, pad_idx=0):
+    return _greedy_with(model, src, max_len, start_idx, end_idx, pad_idx, fill=0)
+
+
+def greedy_two_slips(model, src, max_len, start_idx, end_idx, pad_idx=0):
+    return _greedy_with(model, src, max_len, start_idx, end_idx, pad_idx, keep_start=False)
+
+
+def beam_start_fixed(model, src, max_len, start_idx, end_idx, beam_size=4, length_penalty=0.6, pad_idx=0):
+    return solutions.beam_search(model, src, max_len, 1, end_idx, beam_size, length_penalty, pad_idx)
+
+
+FOLD_IN = [
+    ("EncoderLayer", EncoderWithoutFirstNorm, "sublayer_not_normalised"),
+    ("DecoderLayer", CrossAttentionQueriedWithInput, "cross_attn_query_from_input"),
+    ("MultiHeadAttention", MHAMaskTrueBlocks, "attn_mask_polarity"),
+    ("create_future_mask", future_mask_true_blocks, "mask_convention_inverted"),
+    ("create_future_mask", future_mask_additive, "mask_additive_float"),
+    ("create_masks", masks_true_blocks, "padding_mask_polarity"),
+    ("scaled_dot_product_attention", attention_key_as_is, "attn_key_not_transposed"),
+    ("PositionalEncoding", PEReturnsTable, "pe_returns_table"),
+    ("greedy_decode", greedy_start_fixed, "greedy_start_not_start_idx"),
+    ("greedy_decode", greedy_fills_zero, "greedy_pad_not_pad_idx"),
+    ("greedy_decode", greedy_two_slips, "greedy_drops_last_end"),
+    ("beam_search", beam_start_fixed, "greedy_start_not_start_idx"),
+]
+# and what each of those with more than one problem is told besides
+FOLD_IN_ALSO = {
+    masks_true_blocks: ["mask_convention_inverted", "padding_mask_shape"],
+    greedy_two_slips: ["greedy_missing_start_token"],
+}
+
 CASES = [
+    *FOLD_IN,
     ("softmax", softmax_dim0, "softmax_wrong_axis"),
     ("FeedForwardNetwork", FFNConvolutions, "ffn_conv1d"),
     ("PositionalEncoding", PEFromPositionOne, "pe_positions_from_one"),
@@ -267,7 +370,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("exercise, obj, diagnosis", CASES, ids=[c[2] for c in CASES])
+@pytest.mark.parametrize("exercise, obj, diagnosis", CASES, ids=[f"{c[2]}-{c[1].__name__}" for c in CASES])
 def test_a_known_mistake_is_named(exercise: str, obj, diagnosis: str) -> None:
     result = check(obj, exercise)
     assert result.state == "failed", str(result)
@@ -275,6 +378,8 @@ def test_a_known_mistake_is_named(exercise: str, obj, diagnosis: str) -> None:
     assert result.diagnoses[0] == diagnosis  # the first message is about the real cause
     assert "Likely cause: " in result.failures[0] or diagnosis in SILENT
     assert "checks/" not in result.failures[0]
+    for also in FOLD_IN_ALSO.get(obj, []):
+        assert also in result.diagnoses, str(result)
 
 
 # Issue 22's reported mistakes (tests/catalogue/real/issue22_cases.py): the diagnosis each one gets first

@@ -8,6 +8,7 @@ every classic mistake gives a different one; and on a small real Transformer for
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -112,6 +113,23 @@ def shifted_logits(model: MarkovModel) -> MarkovModel:
     return _with_weight(model, weight)
 
 
+# Other token ids (pad, start, end): with 0, 1, 2 a decoder that hard-codes them looks right.
+IDS = (4, 6, 3)
+# the tokens of a hand-built model renamed: old id -> new id (PAD, START, END -> IDS)
+RENAME = (4, 6, 3, 0, 1, 2, 5, 7)
+
+
+def renamed(model: MarkovModel) -> MarkovModel:
+    """``model`` with its target tokens renamed by RENAME: the same chain, so the right output is the old one
+    renamed, but padding, start and end are now the tokens IDS (and 0, 1, 2 are ordinary tokens)."""
+    weight = model.generator.weight.detach()
+    new = torch.empty_like(weight)
+    index = torch.tensor(RENAME)
+    new[index[:, None], index[None, :]] = weight[:, :V]  # row: the next token; column: the last token
+    new[index, V:] = weight[:, V:]
+    return _with_weight(model, new)
+
+
 def small_transformer(seed: int) -> nn.Module:
     torch.manual_seed(seed)
     model = solutions.Transformer(
@@ -140,17 +158,27 @@ def greedy_variant(
     start_token: bool = True,
     masks: str = "both",
     fill: int | None = None,
+    drop_last: bool = False,
+    short: int = 0,
+    start_as: int | None = None,
+    end_as: int | None = None,
 ) -> torch.Tensor:
+    """The reference greedy decoding and its classic mistakes: ``fill`` the token finished rows get instead of
+    ``pad``; ``drop_last``: the step that finishes the last row is not appended; ``short``: stops ``short``
+    tokens before max_len; ``start_as`` / ``end_as``: a start / end token used whatever ``start`` / ``end`` is."""
+    end = end if end_as is None else end_as
     src_mask = solutions.create_padding_mask(src, pad) if masks in ("both", "no_future") else None
     memory = model.encode(src, src_mask)
-    ys = torch.full((src.size(0), 1), start, dtype=torch.long)
+    ys = torch.full((src.size(0), 1), start if start_as is None else start_as, dtype=torch.long)
     finished = torch.zeros(src.size(0), dtype=torch.bool)
-    while ys.size(1) < max_len:
+    while ys.size(1) < max_len - short:
         tgt_mask = solutions.create_masks(src, ys, pad)[1] if masks in ("both", "no_src") else None
         logits = model.generator(model.decode(ys, memory, src_mask, tgt_mask)[:, position])
         nxt = logits.argmax(-1)
         if pad_after_end:
             nxt = nxt.masked_fill(finished, pad if fill is None else fill)
+        if drop_last and early_stop and (finished | (nxt == end)).all():
+            break
         ys = torch.cat([ys, nxt[:, None]], dim=1)
         finished = finished | (nxt == end)
         if early_stop and finished.all():
@@ -171,6 +199,44 @@ def greedy_hypotheses(model, src, max_len) -> dict:
         "greedy_wrong_masks#none": dict(masks="none"),
     }
     return {k: (lambda kw=kw: greedy_variant(model, src, max_len, **kw)) for k, kw in variants.items()}
+
+
+# Mistakes that combine (each changes one thing of greedy decoding): diagnosis id -> greedy_variant's arguments.
+# Several of them at once give an output no single mistake explains (see :func:`greedy_compound`).
+GREEDY_ATOMS = (
+    ("greedy_no_padding_after_end", dict(pad_after_end=False)),
+    ("greedy_no_padding_after_end", dict(fill=END)),
+    ("greedy_drops_last_end", dict(drop_last=True)),
+    ("greedy_max_len_off_by_one", dict(short=1)),
+    ("greedy_no_early_stop", dict(early_stop=False)),
+    ("greedy_missing_start_token", dict(start_token=False)),
+    ("greedy_uses_first_position", dict(position=0)),
+)
+
+
+def greedy_compound(runs: list, atoms=GREEDY_ATOMS, start=START, end=END, pad=PAD) -> tuple[list[str], bool]:
+    """The smallest set of mistakes (2 or 3 of ``atoms``, each changing another argument) whose combination
+    gives every learner output of ``runs`` ((model, src, max_len, output) tuples), else the smallest one that
+    gives the first, with whether it gives them all; ([], False) when none does. The ids come in the order
+    of ``atoms``."""
+
+    def gives(combo, run) -> bool:
+        model, src, max_len, out = run
+        kwargs = {k: v for _, kw in combo for k, v in kw.items()}
+        try:
+            return _same_tokens(out, greedy_variant(model, src, max_len, start, end, pad, **kwargs))
+        except Exception:  # noqa: BLE001 - a combination that cannot be computed does not match
+            return False
+
+    for wanted in (runs, runs[:1]):
+        for size in (2, 3):
+            for combo in itertools.combinations(atoms, size):
+                keys = [k for _, kw in combo for k in kw]
+                if len(set(keys)) != len(keys) or len({d for d, _ in combo}) != size:
+                    continue
+                if all(gives(combo, run) for run in wanted):
+                    return [d for d, _ in combo], len(wanted) == len(runs)
+    return [], False
 
 
 @torch.no_grad()
@@ -266,7 +332,7 @@ def _same_tokens(actual, expected) -> bool:
 def _match(actual, hypotheses: dict) -> list[str]:
     for name, make in hypotheses.items():
         try:
-            if _same_tokens(actual, make()):
+            if _same_tokens(actual, make() if callable(make) else make):
                 return [name.split("#")[0]]
         except Exception:  # noqa: BLE001
             continue
@@ -296,17 +362,18 @@ GREEDY_SRC = torch.tensor([[1, 5, 6, 0], [2, 3, 0, 0], [3, 4, 4, 5]])
 GREEDY_CASES = ((4, 1.0, 1.0), (9, 0.0, 2.0))
 
 
-def _call_greedy(ctx: Ctx, model, src, max_len: int):
+def _call_greedy(ctx: Ctx, model, src, max_len: int, ids: tuple[int, int, int] = (PAD, START, END)):
+    pad, start, end = ids
     return learner_call(
         ctx.obj,
         model,
         src.clone(),
         max_len,
-        START,
-        END,
-        PAD,
-        what=f"greedy_decode(model, src {list(src.shape)}, max_len={max_len}, start_idx={START}, "
-        f"end_idx={END}, pad_idx={PAD})",
+        start,
+        end,
+        pad,
+        what=f"greedy_decode(model, src {list(src.shape)}, max_len={max_len}, start_idx={start}, "
+        f"end_idx={end}, pad_idx={pad})",
     )
 
 
@@ -328,9 +395,9 @@ def _greedy_batch_error(ctx: Ctx, model, src, max_len: int, fail: Fail) -> Fail:
     )
 
 
-def _greedy(ctx: Ctx, model, src, max_len: int):
+def _greedy(ctx: Ctx, model, src, max_len: int, ids: tuple[int, int, int] = (PAD, START, END)):
     try:
-        out = _call_greedy(ctx, model, src, max_len)
+        out = _call_greedy(ctx, model, src, max_len, ids)
     except Fail as fail:
         if src.size(0) == 1 or fail.diagnoses:
             raise
@@ -385,7 +452,8 @@ def returns_batch_by_length_token_ids(ctx: Ctx) -> None:
 def matches_greedy_decoding_on_hand_built_models(ctx: Ctx) -> None:
     for case in GREEDY_CASES:
         model, seed = MarkovModel(*case), case[0]
-        for max_len in (12, 3):
+        lengths = (12, 3)
+        for max_len in lengths:
             out = _greedy(ctx, model, GREEDY_SRC, max_len)
             want = greedy_variant(model, GREEDY_SRC, max_len)
             if not _same_tokens(out, want):
@@ -401,7 +469,31 @@ def matches_greedy_decoding_on_hand_built_models(ctx: Ctx) -> None:
                         "padding. When every row has finished, the output ends there.",
                         ["greedy_pads_to_max_len"],
                     )
+                if not found:
+                    raise _greedy_compound_fail(ctx, model, lengths, max_len, out, message)
                 raise Fail(message, found)
+
+
+def _greedy_compound_fail(ctx: Ctx, model, lengths, max_len: int, out, message: str) -> Fail:
+    """A wrong greedy output no single known mistake explains: the failure, naming the mistakes whose
+    combination gives it (and the learner's outputs for the other max_len on that model too, when possible)."""
+    runs = [(model, GREEDY_SRC, max_len, out)]
+    for other in lengths:
+        if other != max_len:
+            try:
+                runs.append((model, GREEDY_SRC, other, _greedy(ctx, model, GREEDY_SRC, other)))
+            except Fail:
+                pass
+    found, every = greedy_compound(runs)
+    if not found:
+        return Fail(message)
+    others = ", ".join(f"max_len={run[2]}" for run in runs[1:])
+    also = f" (and your outputs with {others} on that model too)" if every and others else ""
+    return Fail(
+        f"{message}\nNo single known mistake gives that output, but {len(found)} of them together give exactly "
+        f"yours{also}: each is explained below.",
+        found,
+    )
 
 
 @GREEDY.test("numbers")
@@ -416,6 +508,40 @@ def gives_the_model_the_right_masks(ctx: Ctx) -> None:
                 f"On a small Transformer, greedy_decode should give {_fmt(want)}, but yours gives {_fmt(out)}.",
                 _match(out, greedy_hypotheses(model, src, 7)),
             )
+
+
+# GREEDY_SRC with IDS[0] as its padding (and no other token equal to it)
+GREEDY_SRC_IDS = torch.tensor([[1, 5, 6, 4], [2, 3, 4, 4], [3, 5, 7, 5]])
+
+
+@GREEDY.test("properties")
+def uses_the_token_ids_it_is_given(ctx: Ctx) -> None:
+    pad, start, end = IDS
+    id_atoms = (
+        ("greedy_start_not_start_idx", dict(start_as=START)),
+        ("greedy_pad_not_pad_idx", dict(fill=PAD)),
+        ("greedy_end_not_end_idx", dict(end_as=END)),
+    )
+    for case in GREEDY_CASES:
+        model = renamed(MarkovModel(*case))
+        for max_len in (12, 3):
+            out = _greedy(ctx, model, GREEDY_SRC_IDS, max_len, IDS)
+            want = greedy_variant(model, GREEDY_SRC_IDS, max_len, start, end, pad)
+            if _same_tokens(out, want):
+                continue
+            message = (
+                f"With other token ids, pad_idx={pad}, start_idx={start}, end_idx={end} (the same hand-built model "
+                f"of seed {case[0]} with its tokens renamed), greedy_decode with max_len={max_len} should give "
+                f"{_fmt(want)}, but yours gives {_fmt(out)}. With pad_idx=0, start_idx=1, end_idx=2 yours was right."
+            )
+            found = []
+            for diagnosis, kwargs in id_atoms:
+                if _same_tokens(out, greedy_variant(model, GREEDY_SRC_IDS, max_len, start, end, pad, **kwargs)):
+                    found = [diagnosis]
+                    break
+            if not found:
+                found, _ = greedy_compound([(model, GREEDY_SRC_IDS, max_len, out)], id_atoms, start, end, pad)
+            raise Fail(message, found)
 
 
 @GREEDY.test("hygiene")
@@ -452,19 +578,23 @@ BEAM_CASES = (
 BEAM_SRC = torch.tensor([[1, 5, 6]])
 
 
-def _call_beam(ctx: Ctx, model, src, max_len: int, beam_size: int, alpha: float):
+def _call_beam(
+    ctx: Ctx, model, src, max_len: int, beam_size: int, alpha: float, ids: tuple[int, int, int] = (PAD, START, END)
+):
+    pad, start, end = ids
+    shown_pad = f", pad_idx={pad}" if pad != PAD else ""
     return learner_call(
         ctx.obj,
         model,
         src.clone(),
         max_len,
-        START,
-        END,
+        start,
+        end,
         beam_size=beam_size,
         length_penalty=alpha,
-        pad_idx=PAD,
+        pad_idx=pad,
         what=f"beam_search(model, src {list(src.shape)}, max_len={max_len}, "
-        f"start_idx={START}, end_idx={END}, beam_size={beam_size}, length_penalty={alpha})",
+        f"start_idx={start}, end_idx={end}, beam_size={beam_size}, length_penalty={alpha}{shown_pad})",
     )
 
 
@@ -490,9 +620,19 @@ def _beam_error(ctx: Ctx, max_len: int, beam_size: int, alpha: float, fail: Fail
     return fail
 
 
-def _beam(ctx: Ctx, model, src, max_len: int, beam_size: int, alpha: float, *, explain_errors: bool = True):
+def _beam(
+    ctx: Ctx,
+    model,
+    src,
+    max_len: int,
+    beam_size: int,
+    alpha: float,
+    *,
+    explain_errors: bool = True,
+    ids: tuple[int, int, int] = (PAD, START, END),
+):
     try:
-        out = _call_beam(ctx, model, src, max_len, beam_size, alpha)
+        out = _call_beam(ctx, model, src, max_len, beam_size, alpha, ids)
     except Fail as fail:
         if not explain_errors or fail.diagnoses:
             raise
@@ -557,13 +697,13 @@ def sequence_score(model, src, tokens: torch.Tensor, alpha: float) -> float:
     return length_penalty_score(logp, ys.size(1) - 1, alpha)
 
 
-def equally_good(model, src, out, want, alpha: float) -> bool:
+def equally_good(model, src, out, want, alpha: float, start: int = START, end: int = END) -> bool:
     """Another hypothesis with exactly the best score (a tie broken differently) is right too."""
     if _same_tokens(out, want):
         return True
-    if out.dim() != 1 or out.numel() < 2 or out[0].item() != START or out.numel() > 64:
+    if out.dim() != 1 or out.numel() < 2 or out[0].item() != start or out.numel() > 64:
         return False
-    if (out[-1].item() == END) != (want[-1].item() == END) or (out[:-1] == END).any():
+    if (out[-1].item() == end) != (want[-1].item() == end) or (out[:-1] == end).any():
         return False
     try:
         return abs(sequence_score(model, src, out, alpha) - sequence_score(model, src, want, alpha)) < 1e-4
@@ -646,6 +786,29 @@ def works_with_a_real_transformer(ctx: Ctx) -> None:
             f"On a small Transformer, beam_search (beam_size=3) should give {_fmt(want)}, but yours gives {_fmt(out)}.",
             _match(out, beam_hypotheses(model, src, 7, 3, 0.6)),
         )
+
+
+@BEAM.test("properties")
+def uses_the_token_ids_it_is_given(ctx: Ctx) -> None:  # noqa: F811 - the same row name on greedy's spec
+    pad, start, end = IDS
+    for seed, boost, scale, beam_size, alpha in BEAM_CASES[:2]:
+        model = renamed(MarkovModel(seed, boost, scale))
+        for max_len in (10, 4):
+            want = beam_variant(model, BEAM_SRC, max_len, start, end, beam_size, alpha, pad)
+            out = _beam(ctx, model, BEAM_SRC, max_len, beam_size, alpha, explain_errors=False, ids=IDS)
+            if equally_good(model, BEAM_SRC, out, want, alpha, start, end):
+                continue
+            hyps = {
+                "greedy_start_not_start_idx": beam_variant(model, BEAM_SRC, max_len, START, end, beam_size, alpha, pad),
+                "greedy_end_not_end_idx": beam_variant(model, BEAM_SRC, max_len, start, END, beam_size, alpha, pad),
+            }
+            raise Fail(
+                f"With other token ids, start_idx={start}, end_idx={end}, pad_idx={pad} (the hand-built model of "
+                f"seed {seed} with its tokens renamed), beam_search with beam_size={beam_size}, "
+                f"length_penalty={alpha} and max_len={max_len} should give {_fmt(want)}, but yours gives "
+                f"{_fmt(out)}. With start_idx=1, end_idx=2 yours was right.",
+                _match(out, hyps),
+            )
 
 
 @BEAM.test("hygiene")

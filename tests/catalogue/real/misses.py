@@ -44,12 +44,6 @@ KNOWN_MISSES: dict[str, tuple[str, str]] = {
         "but /(always|exactly) max_len/ misses 'always has max_len'; the end_idx forced into the last column "
         "shows only as outputs ([..., 3, 2] vs [..., 3, 3]); token 0 vs pad_idx is invisible with pad_idx=0",
     ),
-    "heldout2_hannlp_simplenmt/greedy_decode": (
-        "compound",
-        "should give [[1, 2, 0, 0, 0], [1, 5, 4, 2, 0], [1, 3, 7, 4, 2]], but yours gives [[1, 2, 2, 2], "
-        "[1, 5, 4, 2], [1, 3, 7, 4]]: outputs only; neither the unpadded finished rows nor the dropped final end "
-        "token (nor max_len - 1) is diagnosed",
-    ),
     "heldout2_yondijr_ner_transformer/greedy_decode": (
         "case-regex",
         "raised RuntimeError ... it breaks only for a batch of more than one row (B = 3). Likely cause: works for "
