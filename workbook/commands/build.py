@@ -165,6 +165,8 @@ def run_build(args: argparse.Namespace) -> int:
         print(f"{len(written)} learner notebook(s) written" + "".join(f"\n  {p}" for p in written))
         for path in backups:
             print(f"The edited notebook was kept as {path}")
+        if backups:
+            print("(Progress is kept: `workbook status` shows each exercise's last check, until it is checked again.)")
         if args.solved:
             solved = notebooks.write_solved_notebooks(out / "solved", stems)
             print(f"{len(solved)} solved notebook(s) executed and written" + "".join(f"\n  {p}" for p in solved))
