@@ -63,6 +63,15 @@ def _site_packages() -> Path:
     return Path(sysconfig.get_paths()["purelib"])
 
 
+def _site_packages_state() -> dict[str, str]:
+    """What a planted file would change in site-packages: every name at its top (a new package, a
+    .pth) and the bytes of every file there (.pth files run at every Python start)."""
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+        for p in sorted(_site_packages().iterdir())
+    }
+
+
 class _Listener:
     """A listener on the host (TCP on loopback, a Unix socket by path, an abstract one) that counts
     who reached it."""
@@ -297,7 +306,7 @@ def test_the_classroom_boundary_holds_through_autograde_feedback_and_export(tmp_
         assert teacher("autograde", STEM, "--student", "honest").returncode == 0
         course_before = _tree_hashes(course, skip=("gradebook.db", "autograded", "feedback", ".workbook-grading"))
         home_before = _tree_hashes(home)
-        site_before = sorted(p.name for p in _site_packages().glob("*.pth"))
+        site_before = _site_packages_state()
 
         done = teacher("autograde", STEM)
         assert done.returncode == 0, done.stderr[-3000:]
@@ -314,7 +323,7 @@ def test_the_classroom_boundary_holds_through_autograde_feedback_and_export(tmp_
         # nothing of the teacher's changed, nothing ran as the teacher, nothing outlived grading
         assert not pwned.exists() or not list(pwned.iterdir()), f"written outside: {list(pwned.iterdir())}"
         assert not pth.exists(), "a .pth file was planted in site-packages"
-        assert sorted(p.name for p in _site_packages().glob("*.pth")) == site_before
+        assert _site_packages_state() == site_before
         assert _tree_hashes(course, skip=("gradebook.db", "autograded", "feedback", ".workbook-grading")) == (
             course_before
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 from checks.core import CheckResult
 from checks.judge import Judgement, judge_cells
 from workbook.chapters import CHAPTERS, Chapter
-from workbook.runner import ChapterJob, _describe_error, _first_line, choose_cells, read_chapter
+from workbook.runner import ChapterJob, cell_first_line, choose_cells, describe_error, read_chapter
 
 
 def earlier_exercises(info: Chapter) -> list[str]:
@@ -71,8 +71,8 @@ def _name_broken_cells(judgement: Judgement, job: ChapterJob) -> None:
         try:
             compile(cell.source, f"<cell {cell.index}>", "exec")
         except SyntaxError as bad:
-            error = _describe_error(bad, f"<cell {cell.index}>")
-        first = _first_line({"source": cell.source})
+            error = describe_error(bad, f"<cell {cell.index}>")
+        first = cell_first_line({"source": cell.source})
         message = f"`{name}` is not defined because its cell (cell {cell.index}: {first}) failed: {error}"
         judgement.results[name] = CheckResult(name, "failed", failures=[message])
 

@@ -276,7 +276,7 @@ class CellTimeout(BaseException):
     ``except Exception`` cannot swallow it)."""
 
 
-def _describe_error(error: BaseException, filename: str) -> str:
+def describe_error(error: BaseException, filename: str) -> str:
     """``SyntaxError: invalid syntax (line 3: def f(x y):)`` with the learner's own line."""
     name = type(error).__name__
     if isinstance(error, SystemExit):
@@ -366,14 +366,14 @@ def _run_cells(job: dict, namespace: dict, limit: float) -> dict[int, str]:
         except BaseException as error:  # noqa: BLE001 - sys.exit, KeyboardInterrupt... are reported
             if can_alarm:
                 signal.setitimer(signal.ITIMER_REAL, 0)
-            errors[cell["index"]] = _describe_error(error, filename)
+            errors[cell["index"]] = describe_error(error, filename)
         for helper in ("hint", "solution"):
             if helper in namespace:
                 namespace[helper] = _quiet
     return errors
 
 
-def _first_line(cell: dict) -> str:
+def cell_first_line(cell: dict) -> str:
     line = next((s for s in cell["source"].splitlines() if s.strip() and not s.lstrip().startswith("#")), "")
     return line.strip()[:60]
 
@@ -417,7 +417,7 @@ def run_chapter(job: dict) -> dict:
                 "tests": [],
                 "failures": [
                     f"`{name}` is not defined because its cell (cell {i}: "
-                    f"{_first_line(by_index[i])}) failed: {cell_errors[i]}"
+                    f"{cell_first_line(by_index[i])}) failed: {cell_errors[i]}"
                 ],
             }
         elif name not in namespace:
@@ -444,7 +444,7 @@ def run_chapter(job: dict) -> dict:
     sys.stderr.flush()
     return {
         "cell_errors": [
-            {"cell": i, "first_line": _first_line(by_index[i]), "error": e} for i, e in sorted(cell_errors.items())
+            {"cell": i, "first_line": cell_first_line(by_index[i]), "error": e} for i, e in sorted(cell_errors.items())
         ],
         "exercises": exercises,
         "seconds": round(time.perf_counter() - start, 3),
