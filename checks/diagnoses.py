@@ -201,6 +201,14 @@ DIAGNOSES: dict[str, Diagnosis] = {
         "3.2.2",
         _g("torch.nn.Linear"),
     ),
+    "mha_projection_names": Diagnosis(
+        "(checker) Your parameters include weights under names of your own (the `unexpected` entries) where the "
+        "contract's projections are missing: the four projections are linear layers named W_q, W_k, W_v and W_o, "
+        "each from d_model to d_model with a bias, and the checker loads the reference's weights by these names. "
+        "One fused linear layer for the queries, keys and values together has none of these names either.",
+        "3.2.2",
+        _g("torch.nn.Linear"),
+    ),
     "mha_heads_not_transposed": Diagnosis(
         "Your heads are split but not moved in front of the sequence axis (or split with a view that "
         "mixes positions): attention then runs over the wrong axis. Compare the axis order your "

@@ -321,7 +321,17 @@ def beam_start_fixed(model, src, max_len, start_idx, end_idx, beam_size=4, lengt
     return solutions.beam_search(model, src, max_len, 1, end_idx, beam_size, length_penalty, pad_idx)
 
 
+class MHAOwnNames(solutions.MultiHeadAttention):
+    """The contract's maths with the four projections under names of its own."""
+
+    def __init__(self, d_model, num_heads):
+        super().__init__(d_model, num_heads)
+        self.query, self.key, self.value, self.out = self.W_q, self.W_k, self.W_v, self.W_o
+        del self.W_q, self.W_k, self.W_v, self.W_o
+
+
 FOLD_IN = [
+    ("MultiHeadAttention", MHAOwnNames, "mha_projection_names"),
     ("EncoderLayer", EncoderWithoutFirstNorm, "sublayer_not_normalised"),
     ("DecoderLayer", CrossAttentionQueriedWithInput, "cross_attn_query_from_input"),
     ("MultiHeadAttention", MHAMaskTrueBlocks, "attn_mask_polarity"),

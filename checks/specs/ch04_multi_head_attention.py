@@ -102,11 +102,17 @@ def _pair(ctx: Ctx):
 
 
 def _diagnose_keys(missing, unexpected, wrong) -> list[str]:
-    """What the parameter names show: a projection without its bias (its weight is there), or no W_o."""
+    """What the parameter names show: a projection without its bias (its weight is there), no W_o (when no
+    other weight stands in its place), or projections under other names (weights the reference does not name)."""
     diagnoses = []
     if any(k.endswith(".bias") and k[: -len("bias")] + "weight" not in missing for k in missing):
         diagnoses.append("mha_projection_no_bias")
-    if "W_o.weight" in missing:
+    renamed = any(k.startswith("W_") and k.endswith(".weight") for k in missing) and any(
+        k.endswith("weight") for k in unexpected
+    )
+    if renamed:
+        diagnoses.append("mha_projection_names")
+    elif "W_o.weight" in missing:
         diagnoses.append("mha_no_output_projection")
     return diagnoses
 
