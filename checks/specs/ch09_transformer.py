@@ -197,7 +197,7 @@ def weight_matrices_start_xavier_uniform(ctx: Ctx) -> None:
         fan_out, fan_in = param.shape[0], param.shape[1]
         bound = math.sqrt(6.0 / (fan_in + fan_out))
         biggest = param.detach().abs().max().item()
-        if biggest > bound * 1.001 or biggest < 0.7 * bound:
+        if not 0.7 * bound <= biggest <= bound * 1.001:  # (NaN is in no range)
             raise Fail(
                 f"`{name}` (shape {list(param.shape)}) has values up to {biggest:.3g}; Xavier-uniform "
                 f"values lie in ±{bound:.3g} and fill that range.",
