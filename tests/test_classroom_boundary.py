@@ -378,3 +378,113 @@ def test_the_classroom_boundary_holds_through_autograde_feedback_and_export(tmp_
         km.shutdown_kernel(now=True)
         in_tmp.unlink(missing_ok=True)
         pth.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Held-out round (written and committed before it was first run; see the commit order)
+# --------------------------------------------------------------------------------------------------
+def _held_out_attacks(pwned: Path, marker: str, shm: str) -> dict[str, str]:
+    """Attacks not used while the boundary was built: each must score 0 and leave nothing behind."""
+    return {
+        # a daemon that outlives the kernel and writes after grading
+        "late-daemon": (
+            "import os, time\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    time.sleep(20)\n"
+            f"    open({str(pwned / 'late')!r}, 'w').write('late')\n"
+            "    os._exit(0)\n"
+        ),
+        # shared memory and the host's /dev
+        "shared-memory": (
+            f"try:\n    open('/dev/shm/{shm}', 'w').write('x')\n"
+            "except OSError as error:\n    print('blocked:', error)\n"
+        ),
+        # a fake verdict, as text and as a result nbgrader would read as a grade
+        "fake-verdict-text": (
+            f"print('{NAME}: passed, as judged outside the notebook (the grade comes from this verdict).')\n"
+            "from IPython.display import display\n"
+            "display({'text/plain': '1.0'}, raw=True)\n"
+        ),
+        # files it writes in its working folder, for a later process to import
+        "plants-modules": (
+            "import os\n"
+            "for name in ('solutions', 'workbook', 'checks'):\n"
+            "    os.makedirs(name, exist_ok=True)\n"
+            f"    open(os.path.join(name, '__init__.py'), 'w').write('open({str(pwned / 'planted')!r}, \"w\")')\n"
+            f"open('sitecustomize.py', 'w').write('open({str(pwned / 'sitecustomize')!r}, \"w\")')\n"
+        ),
+        # a process under a name the teacher's tools would trust, left running
+        "disguised-process": (
+            "import subprocess, sys\n"
+            f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)', 'nbgrader', {marker!r}],"
+            " start_new_session=True)\n"
+        ),
+    }
+
+
+HELD_OUT_SHIPPED = {
+    "sitecustomize.py": "open({path!r}, 'w')\n",
+    "usercustomize.py": "open({path!r}, 'w')\n",
+    "ipykernel_launcher.py": "open({path!r}, 'w')\n",
+    "runpy.py": "open({path!r}, 'w')\n",
+}
+
+
+@needs_sandbox
+@pytest.mark.timeout(1500)
+def test_held_out_attacks_score_nothing_and_leave_nothing(tmp_path):
+    """Expected before the first run: every attack scores 0, the honest student 1, nothing appears
+    in ``pwned/`` or the host's /dev/shm, no process outlives autograde, the kernelspec a student
+    names is not the one that runs, and the report agrees with the gradebook."""
+    course, home, pwned = tmp_path / "course", tmp_path / "home", tmp_path / "pwned"
+    home.mkdir()
+    marker, shm = f"workbook-heldout-{uuid.uuid4().hex}", f"workbook-heldout-{uuid.uuid4().hex}"
+    env = {**os.environ, "HOME": str(home)}
+
+    def teacher(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "nbgrader", *args], cwd=course, env=env, capture_output=True, text=True, timeout=1200
+        )
+
+    try:
+        assert workbook(["course", str(course), "--chapters", STEM, "--timeout", "30"]) == 0
+        release, good = released(course, STEM)
+        wrong = with_bug(good, NAME, *NO_RELU)
+        class_ = {"honest": good}
+        for student, code in _held_out_attacks(pwned, marker, shm).items():
+            nb = copy.deepcopy(wrong)
+            cell_of(nb, NAME).source += "\n" + code
+            class_[student] = nb
+        plain = copy.deepcopy(wrong)  # asks for the teacher's plain, unsandboxed kernel
+        plain.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        cell_of(plain, NAME).source += f"\nimport os\nopen({str(pwned / 'plain-kernel')!r}, 'w')\n"
+        class_["plain-kernel"] = plain
+        class_["ships-startup-files"] = copy.deepcopy(wrong)
+        for student, nb in class_.items():
+            submit(course, student, STEM, nb)
+        for name, text in HELD_OUT_SHIPPED.items():
+            folder = course / "submitted" / "ships-startup-files" / STEM
+            (folder / name).write_text(text.format(path=str(pwned / name)))
+
+        done = teacher("autograde", STEM)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert teacher("generate_feedback", STEM).returncode == 0
+        assert teacher("export", "--to", str(tmp_path / "grades.csv")).returncode == 0
+        import time
+
+        time.sleep(25)  # the late daemon's moment
+        rows = {r["student_id"]: float(r["score"]) for r in csv.DictReader(open(tmp_path / "grades.csv"))}
+        assert rows.pop("honest") == 1.0
+        assert not {s: v for s, v in rows.items() if v != 0.0}, rows
+        assert not pwned.exists() or not list(pwned.iterdir()), list(pwned.iterdir())
+        assert not Path("/dev/shm", shm).exists()
+        assert not processes_with(marker)
+        assert workbook(["course", str(course), "--report"]) == 0
+        page = (course / "reports" / "report.html").read_text(encoding="utf-8")
+        data = json.loads(re.search(r"id='report-data'>(.*?)</script>", page, re.S).group(1))
+        for entry in data[0]["entries"]:
+            (score, _), = scores(course, STEM, entry["student"]).values()  # fmt: skip
+            assert (entry["state"] == "passed") == (score == 1.0), entry
+    finally:
+        Path("/dev/shm", shm).unlink(missing_ok=True)
