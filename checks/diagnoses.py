@@ -1,7 +1,8 @@
 """Known mistakes: diagnosis id -> a beginner's explanation, the paper section, and the PyTorch doc.
 
-The ids are the shared vocabulary of the checker and the bug catalogue (``notes/mistakes.md`` lists
-the original ones; the ones marked "checker" below were added here). Each explanation says WHAT the
+The ids are the shared vocabulary of the checker and the bug catalogue (``tests/catalogue/``; the
+original ones are listed in ``tests/test_checker_diagnoses.py``'s ``SHARED_IDS``, the ones marked
+"checker" below were added here). Each explanation says WHAT the
 numbers show and WHERE to look, never the line of code that fixes it.
 
 The checker recognises every mistake by its effect on the numbers (the learner's output equals the

@@ -17,7 +17,7 @@ from checks import check
 from checks.diagnoses import DIAGNOSES, SILENT, explain
 from solutions import create_future_mask, create_padding_mask
 
-# The shared vocabulary (notes/mistakes.md): the checker must know every one of these ids.
+# The shared vocabulary of the checker and the catalogue: the checker must know every one of these ids.
 SHARED_IDS = """softmax_wrong_axis softmax_not_stable softmax_not_normalised embedding_no_scale embedding_wrong_scale
 pe_sin_cos_swapped pe_wrong_frequencies pe_not_buffer pe_no_length_error pe_dropout_inside pe_wrong_axis attn_no_scale
 attn_scale_by_dk attn_softmax_wrong_axis attn_mask_polarity attn_mask_ignored attn_returns_scores
