@@ -231,7 +231,9 @@ class JudgedExecute(Execute):
 
     @staticmethod
     def _hides(cell: NotebookNode) -> bool:
-        return cell.get("cell_type") == "code" and "BEGIN HIDDEN TESTS" in cell.get("source", "")
+        """A test cell with hidden tests (a student's own cell that merely mentions them is left as written)."""
+        graded = cell.get("cell_type") == "code" and utils.is_grade(cell)
+        return graded and "BEGIN HIDDEN TESTS" in cell.get("source", "")
 
     def create_kernel_manager(self) -> Any:
         """nbclient's kernel manager, talking to the kernel over Unix sockets in the kernel's private
