@@ -85,6 +85,19 @@ MODULES = (
     "heldout2_shaundashuaibi_project_transformer",
     "heldout2_shawnspitzel_cs336",
     "heldout2_rashikshahjahan_micrograd_extented",
+    # held-out round 3 (issue 22): expectations committed before grading
+    "heldout3_codertimo_bert_pytorch",
+    "heldout3_gh_xd_deep_learning_notes",
+    "heldout3_walkacross_transformer_pytorch",
+    "heldout3_alex_hanzh_retransformer",
+    "heldout3_developer1503_transformer_llm",
+    "heldout3_yoon123seul_pytorch_study",
+    "heldout3_tofigh_lstm",
+    "heldout3_jules_t_mlalgos",
+    "heldout3_poojasangeetha_attention_based_neural_network",
+    "heldout3_zhongmoxingzhe_code_context_aware_todo_tracking",
+    "heldout3_neotter_csl4har",
+    "heldout3_andrewsukhobok95_discrete_latents",
     # issue 22: mistakes reported on code nobody here had seen
     "issue22_cases",
 )
