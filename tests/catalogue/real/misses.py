@@ -29,6 +29,8 @@ MECHANISMS: dict[str, str] = {
     "wrong tensor, an inverted mask inside attention) gets only 'wrong values': no diagnosis hypothesis models it",
     "case-label": "held-out round 2: the case's own label, written before grading, is wrong: the checker rejects "
     "'correct' code for a real flaw of it (kept as written so the round stays pre-registered; see the entry)",
+    "untested": "held-out round 3: a real difference that no test's inputs reach, so the code passes (an embedding "
+    "with padding_idx on a real token: that row never gets a gradient)",
 }
 
 # none left: the held-out round's four (tests/catalogue/real/heldout_*.py, measured 2026-12-02) were fixed
@@ -56,5 +58,30 @@ KNOWN_MISSES: dict[str, tuple[str, str]] = {
         "case-label",
         "greedy_decode returned 2 tokens per row with max_len=1. Right: the original appends before it checks the "
         "length (its pattern says so); the case should have been labelled buggy",
+    ),
+    # held-out round 3 (tests/catalogue/real/heldout3_*.py): expectations committed at e45bd16 before grading;
+    # graded 2026-12-08 at HEAD e45bd16 with a clean checks/ (`git diff checks/` empty)
+    "heldout3_codertimo_bert_pytorch/TokenEmbedding": (
+        "ordering",
+        'only "parameters do not match ...: missing: embedding.weight, unexpected: weight" (an nn.Embedding '
+        "subclass): a real difference, but the ladder stops there and the missing sqrt(d_model) scaling, the main "
+        "mistake, is never named",
+    ),
+    "heldout3_gh_xd_deep_learning_notes/TokenEmbedding": (
+        "ordering",
+        'only "parameters do not match ...: missing: embedding.weight, unexpected: lut.weight": the (d_model, '
+        "vocab) argument order (a [d_model, vocab] table) is never read, since the constructor does not raise and "
+        "the name check comes first",
+    ),
+    "heldout3_alex_hanzh_retransformer/TokenEmbedding": (
+        "untested",
+        "passed: nn.Embedding(padding_idx=1) freezes token 1's row (no gradient), but the gradient test "
+        "(1 + randint(0, V - 1) tokens, chosen to avoid padding_idx=0) does not catch it",
+    ),
+    "heldout3_zhongmoxingzhe_code_context_aware_todo_tracking/LabelSmoothingLoss": (
+        "no-hypothesis",
+        'only "wrong values (largest difference 1.47 ...)" for three (smoothing, ignore_index) settings: no '
+        "hypothesis models a smoothing spread over a fixed class count (smoothing / (classes - 1) with classes = "
+        "2, whatever V), nor says that padding is not ignored",
     ),
 }
